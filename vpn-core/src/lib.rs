@@ -1,0 +1,4 @@
+#![forbid(unsafe_code)]
+pub mod entropy;
+pub mod esp;
+pub mod time;
