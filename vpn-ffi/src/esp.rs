@@ -359,9 +359,10 @@ pub unsafe extern "C" fn vpn_esp_sa_encapsulated_len(
     if inner_len > u32::MAX as usize {
         return 0;
     }
-    // SAFETY: per the contract.
     guard_value(0, || {
-        unsafe { sa_ref(sa) }.map_or(0, |h| h.sa.encapsulated_len(inner_len))
+        // SAFETY: per the contract.
+        let h = unsafe { sa_ref(sa) };
+        h.map_or(0, |h| h.sa.encapsulated_len(inner_len))
     })
 }
 

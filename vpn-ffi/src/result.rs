@@ -51,9 +51,10 @@ pub enum vpn_result {
 
 use vpn_result::*;
 
-impl vpn_result {
-    /// Every code, in numeric order.
-    pub const ALL: [vpn_result; 17] = [
+/// Every code, in numeric order. (A function rather than a constant, which
+/// cbindgen would try to export as a macro.)
+pub(crate) fn all_results() -> [vpn_result; 17] {
+    [
         VPN_OK,
         VPN_ERR_NULL_ARGUMENT,
         VPN_ERR_INVALID_ARGUMENT,
@@ -71,10 +72,12 @@ impl vpn_result {
         VPN_ERR_MALFORMED,
         VPN_ERR_NOT_ESP,
         VPN_ERR_PANIC,
-    ];
+    ]
+}
 
+impl vpn_result {
     pub fn from_u32(code: u32) -> Option<vpn_result> {
-        Self::ALL.get(usize::try_from(code).ok()?).copied()
+        all_results().get(usize::try_from(code).ok()?).copied()
     }
 
     /// A short, static description of the code.

@@ -447,7 +447,7 @@ fn udp_encapsulation_round_trip() {
 
 #[test]
 fn result_messages() {
-    for code in vpn_result::ALL {
+    for code in crate::result::all_results() {
         assert_eq!(vpn_result::from_u32(code as u32), Some(code));
         let mut buf = [0 as c_char; 128];
         let mut n = 0;
