@@ -1,0 +1,141 @@
+"""Type stubs for the compiled extension ``vpn._vpn``."""
+
+from typing import Literal, Optional, TypedDict, Union
+
+_BytesLike = Union[bytes, bytearray, memoryview]
+_Writable = Union[bytearray, memoryview]
+
+class VpnError(Exception):
+    """Base class of every error raised by the vpn module."""
+
+class ConfigError(VpnError, ValueError):
+    """Unknown algorithm keyword, wrong key length or invalid SA configuration."""
+
+class BufferTooSmallError(VpnError, ValueError):
+    """The output buffer is too small."""
+
+    needed: int
+
+class MalformedPacketError(VpnError):
+    """Not a valid ESP packet for this SA, or an inner packet that is not IPv4/IPv6."""
+
+class AuthenticationError(VpnError):
+    """ICV verification failed."""
+
+class ReplayError(VpnError):
+    """Anti-replay check failed."""
+
+    sequence: int
+    kind: Literal["duplicate", "too_old"]
+
+class SaExpiredError(VpnError):
+    """Hard lifetime reached or sequence numbers exhausted: rekey."""
+
+class _Counters(TypedDict):
+    packets_out: int
+    bytes_out: int
+    packets_in: int
+    bytes_in: int
+    icv_failures: int
+    replay_duplicates: int
+    replay_too_old: int
+    replay_drops: int
+    malformed: int
+    dummy_packets: int
+
+class _EventBase(TypedDict):
+    event: Literal["soft_lifetime", "hard_lifetime", "sequence_exhausted"]
+    spi: int
+
+class _Event(_EventBase, total=False):
+    limit: Literal["bytes", "packets", "time"]
+
+class EspSa:
+    """One ESP security association in tunnel mode (RFC 4303).
+
+    ``enc`` and ``integ`` are strongSwan keywords (``aes256gcm16``,
+    ``chacha20poly1305``, ``aes128`` + ``sha256``, ...). AEAD keys are the
+    cipher key followed by the 4-byte salt. Every method that moves time takes
+    ``now_ns`` (nanoseconds on a monotonic clock); it defaults to
+    ``time.monotonic_ns()``.
+    """
+
+    def __init__(
+        self,
+        spi: int,
+        enc: str,
+        enc_key: _BytesLike,
+        integ: Optional[str] = None,
+        integ_key: Optional[_BytesLike] = None,
+        esn: bool = False,
+        replay_window: int = 1024,
+        *,
+        udp_encap: Optional[tuple[int, int]] = None,
+        tfc_pad_to: Optional[int] = None,
+        soft_bytes: Optional[int] = None,
+        soft_packets: Optional[int] = None,
+        soft_seconds: Optional[float] = None,
+        hard_bytes: Optional[int] = None,
+        hard_packets: Optional[int] = None,
+        hard_seconds: Optional[float] = None,
+        now_ns: Optional[int] = None,
+    ) -> None: ...
+    def encapsulate(self, inner: _BytesLike, *, now_ns: Optional[int] = None) -> bytes:
+        """Encapsulates an inner IPv4/IPv6 packet; returns the ESP packet (from the SPI)."""
+    def encapsulate_into(
+        self, inner: _BytesLike, out: _Writable, *, now_ns: Optional[int] = None
+    ) -> int:
+        """Writes the ESP packet to ``out[:n]`` and returns ``n``."""
+    def decapsulate(self, esp: _BytesLike, *, now_ns: Optional[int] = None) -> bytes:
+        """Verifies and decrypts an ESP packet; returns the inner IP packet."""
+    def decapsulate_into(
+        self, esp: _BytesLike, out: _Writable, *, now_ns: Optional[int] = None
+    ) -> int:
+        """Writes the inner packet to ``out[:n]`` and returns ``n``; ``len(out) >= len(esp)``."""
+    def encapsulated_len(self, inner_len: int) -> int: ...
+    def handle_timeout(self, *, now_ns: Optional[int] = None) -> None: ...
+    def poll_timeout(self) -> Optional[int]: ...
+    def poll_event(self) -> Optional[_Event]: ...
+    def counters(self) -> _Counters: ...
+    @property
+    def spi(self) -> int: ...
+    @property
+    def encryption(self) -> str: ...
+    @property
+    def integrity(self) -> Optional[str]: ...
+    @property
+    def esn(self) -> bool: ...
+    @property
+    def replay_window(self) -> int: ...
+    @property
+    def headroom(self) -> int: ...
+    @property
+    def tailroom(self) -> int: ...
+    @property
+    def last_sequence_out(self) -> int: ...
+    @property
+    def expired(self) -> bool: ...
+    @property
+    def packets_out(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def packets_in(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def icv_failures(self) -> int: ...
+    @property
+    def replay_duplicates(self) -> int: ...
+    @property
+    def replay_too_old(self) -> int: ...
+    @property
+    def replay_drops(self) -> int: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def dummy_packets(self) -> int: ...
+
+def encryption_algorithms() -> list[str]: ...
+def integrity_algorithms() -> list[str]: ...
+def key_length(keyword: str, integrity: bool = False) -> int: ...
