@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the vpn-ffi static library, compiles tests/c/esp_test.c against
+# include/vpn.h with warnings as errors, and runs it (under valgrind when it is
+# installed: any memory error or definite/indirect leak fails the run).
+#
+# Usage: tests/c/run.sh            (debug library)
+#        PROFILE=release tests/c/run.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+PROFILE="${PROFILE:-debug}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+CC="${CC:-gcc}"
+
+if [ "$PROFILE" = release ]; then
+  cargo build -p vpn-ffi --release
+else
+  cargo build -p vpn-ffi
+fi
+
+mkdir -p "$TARGET_DIR/c"
+# Native libraries a Rust staticlib needs on Linux/glibc
+# (from `cargo rustc -p vpn-ffi --lib --crate-type staticlib -- --print native-static-libs`).
+"$CC" -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude \
+  tests/c/esp_test.c "$TARGET_DIR/$PROFILE/libvpn.a" \
+  -lpthread -ldl -lm -lrt -lutil -lgcc_s -lc \
+  -o "$TARGET_DIR/c/esp_test"
+
+if command -v valgrind >/dev/null 2>&1; then
+  valgrind --error-exitcode=1 --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect \
+    "$TARGET_DIR/c/esp_test"
+else
+  echo "valgrind not found: running without it" >&2
+  "$TARGET_DIR/c/esp_test"
+fi
