@@ -392,7 +392,8 @@ impl EspSa {
     /// Verifies and decrypts the packet that fills `buf` (framed as
     /// configured) in place, and says where the inner packet lies in `buf`.
     /// Anti-replay is checked before decryption and advanced only after the
-    /// ICV verified.
+    /// ICV verified. After an error no plaintext is in `buf`, but its bytes
+    /// past the IV are unspecified (ring wipes a packet that fails its ICV).
     pub fn decapsulate_in_place(
         &mut self,
         now: Timestamp,
@@ -465,7 +466,7 @@ impl EspSa {
             return Err(EspError::Malformed("too short"));
         }
         let ciphertext_len = packet.len() - ESP_HEADER_LEN - enc.iv_len() - icv_len;
-        if ciphertext_len % enc.block_len().max(4) != 0 {
+        if !ciphertext_len.is_multiple_of(enc.block_len().max(4)) {
             return Err(EspError::Malformed(
                 "payload not aligned to the cipher block",
             ));

@@ -240,7 +240,7 @@ impl Transform {
                 }
                 packet[ESP_HEADER_LEN..body_start].copy_from_slice(&iv);
                 let body = &mut packet[body_start..icv_start];
-                if body.len() % 16 != 0 {
+                if !body.len().is_multiple_of(16) {
                     return Err(EspError::Malformed("CBC payload not block aligned"));
                 }
                 match cipher {
@@ -296,7 +296,7 @@ impl Transform {
                 let mut iv = [0u8; 16];
                 iv.copy_from_slice(&packet[ESP_HEADER_LEN..body_start]);
                 let body = &mut packet[body_start..icv_start];
-                if body.len() % 16 != 0 {
+                if !body.len().is_multiple_of(16) {
                     return Err(EspError::Malformed("CBC payload not block aligned"));
                 }
                 match cipher {
