@@ -12,7 +12,7 @@
 //! octets; CKY-I/CKY-R are the 8-byte ISAKMP cookies; Ni_b/Nr_b the nonce
 //! payload bodies.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{Prf, SecretBytes};
 
@@ -78,7 +78,7 @@ pub fn encryption_key(prf: Prf, skeyid_e: &[u8], key_len: usize) -> SecretBytes 
     if key_len <= skeyid_e.len() {
         return SecretBytes::new(skeyid_e[..key_len].to_vec());
     }
-    let mut out = SecretBytes::new(Vec::with_capacity(key_len + prf.output_len()));
+    let mut out = Zeroizing::new(Vec::with_capacity(key_len + prf.output_len()));
     let mut k = prf.prf(skeyid_e, &[0]);
     loop {
         out.extend_from_slice(&k);
@@ -88,7 +88,7 @@ pub fn encryption_key(prf: Prf, skeyid_e: &[u8], key_len: usize) -> SecretBytes 
         k = prf.prf(skeyid_e, &k);
     }
     out.truncate(key_len);
-    out
+    SecretBytes::from_zeroizing(out)
 }
 
 /// Quick Mode KEYMAT for one SA (RFC 2409 §5.5):
@@ -116,7 +116,7 @@ pub fn quick_mode_keymat(
 ) -> SecretBytes {
     let proto = [protocol];
     let g: &[u8] = g_qm.unwrap_or(&[]);
-    let mut out = SecretBytes::new(Vec::with_capacity(out_len + prf.output_len()));
+    let mut out = Zeroizing::new(Vec::with_capacity(out_len + prf.output_len()));
     let mut k = prf.prf_parts(skeyid_d, &[g, &proto, spi, ni_b, nr_b]);
     loop {
         out.extend_from_slice(&k);
@@ -126,7 +126,7 @@ pub fn quick_mode_keymat(
         k = prf.prf_parts(skeyid_d, &[&k, g, &proto, spi, ni_b, nr_b]);
     }
     out.truncate(out_len);
-    out
+    SecretBytes::from_zeroizing(out)
 }
 
 #[cfg(test)]

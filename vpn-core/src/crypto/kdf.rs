@@ -12,7 +12,7 @@
 //! initiator-then-responder order, whoever runs the exchange. For a rekey,
 //! Ni/Nr/SPIs are the new exchange's.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{CryptoError, Prf, SecretBytes};
 
@@ -45,8 +45,9 @@ pub fn prf_plus_parts(
             max,
         });
     }
-    let mut out = SecretBytes::new(Vec::with_capacity(out_len.div_ceil(block) * block));
-    let mut prev = SecretBytes::new(Vec::new());
+    // Capacity for every block up front: growing would free unwiped copies.
+    let mut out = Zeroizing::new(Vec::with_capacity(out_len.div_ceil(block) * block));
+    let mut prev = SecretBytes::default();
     let mut counter: u8 = 1;
     while out.len() < out_len {
         let mut parts: Vec<&[u8]> = Vec::with_capacity(seed.len() + 2);
@@ -61,12 +62,12 @@ pub fn prf_plus_parts(
         counter = counter.wrapping_add(1);
     }
     out.truncate(out_len);
-    Ok(out)
+    Ok(SecretBytes::from_zeroizing(out))
 }
 
 /// SKEYSEED = prf(Ni | Nr, g^ir) (RFC 7296 §2.14).
 pub fn skeyseed(prf: Prf, ni: &[u8], nr: &[u8], g_ir: &[u8]) -> SecretBytes {
-    let mut key = SecretBytes::new(Vec::with_capacity(ni.len() + nr.len()));
+    let mut key = Zeroizing::new(Vec::with_capacity(ni.len() + nr.len()));
     key.extend_from_slice(ni);
     key.extend_from_slice(nr);
     prf.prf(&key, g_ir)

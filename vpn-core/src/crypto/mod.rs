@@ -13,13 +13,61 @@ pub mod ikev1;
 pub mod kdf;
 pub mod prf;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub use dh::{DhGroup, KeyPair, SharedSecret};
 pub use prf::Prf;
 
-/// Secret bytes (keys, SKEYSEED, KEYMAT): wiped when dropped.
-pub type SecretBytes = Zeroizing<Vec<u8>>;
+/// Secret bytes (keys, SKEYSEED, KEYMAT): wiped when dropped, compared in
+/// constant time, and never printed (`Debug` shows only the length).
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes` (no copy is left behind).
+    pub fn new(bytes: Vec<u8>) -> SecretBytes {
+        SecretBytes(bytes)
+    }
+
+    /// The secret bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Moves a buffer out of a `Zeroizing` wrapper without copying it.
+    fn from_zeroizing(mut z: Zeroizing<Vec<u8>>) -> SecretBytes {
+        SecretBytes(core::mem::take(&mut *z))
+    }
+}
+
+impl core::ops::Deref for SecretBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for SecretBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &SecretBytes) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for SecretBytes {}
+
+impl core::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
 
 /// Errors from the key-exchange and key-derivation code.
 ///

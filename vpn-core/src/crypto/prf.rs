@@ -200,5 +200,8 @@ mod tests {
             p.prf_parts(b"key", &[b"ab", b"", b"cd"]),
             p.prf(b"key", b"abcd")
         );
+        assert_ne!(p.prf(b"key", b"abcd"), p.prf(b"key", b"abce"));
+        // Secrets never reach logs through Debug.
+        assert_eq!(format!("{:?}", p.prf(b"k", b"d")), "SecretBytes(32 bytes)");
     }
 }
