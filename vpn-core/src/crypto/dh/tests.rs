@@ -408,3 +408,28 @@ mod prop {
         }
     }
 }
+
+/// A broken entropy source that only yields zeros.
+struct Zeros;
+
+impl Entropy for Zeros {
+    fn fill(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+    }
+}
+
+#[test]
+fn broken_entropy_is_an_error_not_a_weak_key() {
+    for g in DhGroup::ALL {
+        let r = g.generate(&mut Zeros);
+        match g {
+            // Clamping makes every 32-byte string a valid X25519 key.
+            DhGroup::Curve25519 => assert!(r.is_ok()),
+            _ => assert_eq!(
+                r.unwrap_err(),
+                CryptoError::KeyGeneration { group: g.id() },
+                "{g}"
+            ),
+        }
+    }
+}
