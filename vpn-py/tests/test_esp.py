@@ -451,3 +451,21 @@ def test_exception_hierarchy():
     assert issubclass(vpn.VpnError, Exception)
     assert issubclass(vpn.ConfigError, ValueError)
     assert not issubclass(vpn.AuthenticationError, ValueError)
+
+
+def test_stubs_match_the_module():
+    """`_vpn.pyi` declares exactly what the extension exports."""
+    import ast
+    import pathlib
+
+    import vpn._vpn as ext
+
+    stub = ast.parse((pathlib.Path(vpn.__file__).parent / "_vpn.pyi").read_text())
+    top = {n.name for n in stub.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    public = {n for n in top if not n.startswith("_")}
+    assert public == {n for n in dir(ext) if not n.startswith("_")}
+    assert set(vpn.__all__) == public
+    (cls,) = [n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "EspSa"]
+    members = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)} - {"__init__"}
+    runtime = {n for n in dir(vpn.EspSa) if not n.startswith("_")}
+    assert members == runtime
