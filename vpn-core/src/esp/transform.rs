@@ -191,13 +191,9 @@ impl Transform {
             .ok_or(EspError::Malformed("packet shorter than header and ICV"))?;
         match &self.kind {
             Kind::RingAead { key, salt } => {
-                // A 64-bit counter is the simplest IV that never repeats under one key
-                // (RFC 4106 §3.1, RFC 7634 §2).
-                iv_choice.write(
-                    &mut packet[ESP_HEADER_LEN..body_start],
-                    &seq.full.to_be_bytes(),
-                );
-                let nonce = aead_nonce(salt, &packet[ESP_HEADER_LEN..body_start]);
+                let iv = iv_choice.aead_iv(seq)?;
+                packet[AEAD_IV].copy_from_slice(&iv);
+                let nonce = Nonce::assume_unique_for_key(gcm_nonce(salt, &iv));
                 let aad = AeadAad::new(packet, seq);
                 let (head, tail) = packet.split_at_mut(icv_start);
                 let tag = key
@@ -207,14 +203,14 @@ impl Transform {
                         &mut head[body_start..],
                     )
                     .map_err(|_| EspError::Malformed("payload too long for the AEAD"))?;
-                tail.copy_from_slice(tag.as_ref());
+                // Fixed-size copy: the ring tag and the ICV are both 16 bytes.
+                let tag: &[u8; 16] = tag.as_ref().try_into().map_err(|_| TAG_LEN_ERROR)?;
+                *tail.first_chunk_mut::<16>().ok_or(TAG_LEN_ERROR)? = *tag;
             }
             Kind::ShortGcm { gcm, salt } => {
-                iv_choice.write(
-                    &mut packet[ESP_HEADER_LEN..body_start],
-                    &seq.full.to_be_bytes(),
-                );
-                let nonce = gcm_nonce(salt, &packet[ESP_HEADER_LEN..body_start]);
+                let iv = iv_choice.aead_iv(seq)?;
+                packet[AEAD_IV].copy_from_slice(&iv);
+                let nonce = gcm_nonce(salt, &iv);
                 let aad = AeadAad::new(packet, seq);
                 let (head, icv) = packet.split_at_mut(icv_start);
                 let body = &mut head[body_start..];
@@ -270,13 +266,13 @@ impl Transform {
             .ok_or(EspError::Malformed("packet shorter than header and ICV"))?;
         match &self.kind {
             Kind::RingAead { key, salt } => {
-                let nonce = aead_nonce(salt, &packet[ESP_HEADER_LEN..body_start]);
+                let nonce = Nonce::assume_unique_for_key(gcm_nonce(salt, &aead_iv(packet)));
                 let aad = AeadAad::new(packet, seq);
                 key.open_in_place(nonce, Aad::from(aad.as_slice()), &mut packet[body_start..])
                     .map_err(|_| EspError::Authentication)?;
             }
             Kind::ShortGcm { gcm, salt } => {
-                let nonce = gcm_nonce(salt, &packet[ESP_HEADER_LEN..body_start]);
+                let nonce = gcm_nonce(salt, &aead_iv(packet));
                 let aad = AeadAad::new(packet, seq);
                 let (head, icv) = packet.split_at_mut(icv_start);
                 let body = &mut head[body_start..];
@@ -318,10 +314,14 @@ pub(crate) enum IvChoice<'a> {
 }
 
 impl IvChoice<'_> {
-    fn write(self, dest: &mut [u8], generated: &[u8]) {
+    /// The AEAD IV: the 64-bit sequence number, which never repeats under
+    /// one key (RFC 4106 §3.1, RFC 7634 §2), unless a test fixes it.
+    fn aead_iv(self, seq: SeqForIcv) -> Result<[u8; 8], EspError> {
         match self {
-            IvChoice::Generated => dest.copy_from_slice(generated),
-            IvChoice::Fixed(iv) => dest.copy_from_slice(iv),
+            IvChoice::Generated => Ok(seq.full.to_be_bytes()),
+            IvChoice::Fixed(iv) => iv
+                .try_into()
+                .map_err(|_| EspError::InvalidConfig("AEAD IVs are 8 bytes")),
         }
     }
 }
@@ -356,12 +356,19 @@ fn gcm_open<A: AeadInOut>(
         .map_err(|_| EspError::Authentication)
 }
 
-fn aead_nonce(salt: &[u8; 4], iv: &[u8]) -> Nonce {
-    Nonce::assume_unique_for_key(gcm_nonce(salt, iv))
+/// Where the 8-byte explicit IV of an AEAD packet lies (RFC 4106 §3.1).
+const AEAD_IV: core::ops::Range<usize> = ESP_HEADER_LEN..ESP_HEADER_LEN + 8;
+const TAG_LEN_ERROR: EspError = EspError::Malformed("ICV length");
+
+fn aead_iv(packet: &[u8]) -> [u8; 8] {
+    packet
+        .get(AEAD_IV)
+        .and_then(|iv| iv.try_into().ok())
+        .unwrap_or_default()
 }
 
 /// RFC 4106 §4 / RFC 7634 §2: salt followed by the explicit IV.
-fn gcm_nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
+fn gcm_nonce(salt: &[u8; 4], iv: &[u8; 8]) -> [u8; 12] {
     let mut nonce = [0u8; 12];
     nonce[..4].copy_from_slice(salt);
     nonce[4..].copy_from_slice(iv);
