@@ -67,7 +67,12 @@ impl fmt::Debug for Timestamp {
         if *self == Timestamp::NEVER {
             return f.write_str("never");
         }
-        write!(f, "{}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -92,6 +97,9 @@ mod tests {
             Timestamp::from_secs(5).saturating_since(t),
             Duration::from_secs(2)
         );
-        assert_eq!(format!("{:?}", Timestamp::from_millis(1500)), "1.500000000s");
+        assert_eq!(
+            format!("{:?}", Timestamp::from_millis(1500)),
+            "1.500000000s"
+        );
     }
 }

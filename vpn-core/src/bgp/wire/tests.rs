@@ -1,0 +1,1 @@
+//! Byte-exact, round-trip and property tests for the BGP wire format.
