@@ -636,8 +636,9 @@ impl PathAttributes {
                     whole,
                 ));
             }
+            // The extended-length bit is an encoding detail, recomputed on encode.
             self.unknown.push(RawAttribute {
-                flags,
+                flags: AttrFlags(flags.0 & !AttrFlags::EXTENDED_LENGTH),
                 type_code: t,
                 value,
             });
