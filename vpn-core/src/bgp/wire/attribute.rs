@@ -1,9 +1,10 @@
 //! Path attributes (RFC 4271 §4.3, §5) with RFC 7606 error actions.
 //!
 //! Known attributes are decoded into typed fields of [`PathAttributes`]; unknown ones
-//! are kept raw with their flags. Encoding writes attributes in ascending type order
-//! (RFC 4271 §5 suggests it), unknown ones interleaved by type, and picks the
-//! extended-length flag from the value size.
+//! are kept raw with their flags. Encoding writes MP_REACH_NLRI / MP_UNREACH_NLRI first
+//! (RFC 7606 §5.1), then the rest in ascending type order (RFC 4271 §5 suggests it)
+//! with unknown ones interleaved by type, and picks the extended-length flag from the
+//! value size. Decoding accepts any order.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -449,14 +450,22 @@ fn header_len(value_len: usize) -> usize {
 }
 
 impl PathAttributes {
-    /// Visits every attribute in encoding order: known ones by type code with unknown
-    /// ones merged in before the first known type greater than theirs.
+    /// Visits every attribute in encoding order: MP_(UN)REACH_NLRI, then known ones by
+    /// type code with unknown ones merged in before the first known type above theirs.
     fn for_each(&self, ctx: &WireContext, mut f: impl FnMut(AttrFlags, AttrType, Value<'_>)) {
         let width = if ctx.four_octet_as { 4 } else { 2 };
         let wk = AttrFlags::WELL_KNOWN;
         let ot = AttrFlags::OPTIONAL_TRANSITIVE;
         let on = AttrFlags::OPTIONAL_NON_TRANSITIVE;
-        let known: [(AttrType, AttrFlags, Option<Value<'_>>); 13] = [
+        // RFC 7606 §5.1: MP_(UN)REACH_NLRI go first, so a receiver can still find the
+        // NLRI when a later attribute is malformed.
+        if let Some(m) = &self.mp_reach {
+            f(on, AttrType::MP_REACH_NLRI, Value::MpReach(m));
+        }
+        if let Some(m) = &self.mp_unreach {
+            f(on, AttrType::MP_UNREACH_NLRI, Value::MpUnreach(m));
+        }
+        let known: [(AttrType, AttrFlags, Option<Value<'_>>); 11] = [
             (AttrType::ORIGIN, wk, self.origin.map(Value::Origin)),
             (
                 AttrType::AS_PATH,
@@ -482,16 +491,6 @@ impl PathAttributes {
                 AttrType::COMMUNITIES,
                 ot,
                 self.communities.as_deref().map(Value::Communities),
-            ),
-            (
-                AttrType::MP_REACH_NLRI,
-                on,
-                self.mp_reach.as_ref().map(Value::MpReach),
-            ),
-            (
-                AttrType::MP_UNREACH_NLRI,
-                on,
-                self.mp_unreach.as_ref().map(Value::MpUnreach),
             ),
             (
                 AttrType::AS4_PATH,

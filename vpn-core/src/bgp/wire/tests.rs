@@ -325,6 +325,8 @@ fn update_byte_exact_two_octet() {
     assert_eq!(prefixes, ["198.51.100.0/24", "203.0.113.128/25"]);
 }
 
+/// MP_REACH_NLRI (IPv6 next hop with link-local) and MP_UNREACH_NLRI come first on the
+/// wire (RFC 7606 §5.1), then ORIGIN, AS_PATH and a large community.
 #[test]
 fn update_mp_ipv6_with_link_local_next_hop() {
     let global: Ipv6Addr = "2001:db8::1".parse().unwrap();
@@ -333,14 +335,14 @@ fn update_mp_ipv6_with_link_local_next_hop() {
         "006f 02",
         "0000
          0058
-            40 01 01 00
-            40 02 06 02 01 0000fde8
             80 0e 2c 0002 01 20
                 20010db8000000000000000000000001
                 fe800000000000000000000000000001
                 00
                 30 20010db80001
             80 0f 0a 0002 01 30 20010db80002
+            40 01 01 00
+            40 02 06 02 01 0000fde8
             c0 20 0c 0000fde8 00000001 00000002",
     );
     let p = |s: &str, l| Ipv6Prefix::new(s.parse().unwrap(), l).unwrap();
@@ -376,6 +378,25 @@ fn update_mp_ipv6_with_link_local_next_hop() {
         bytes.to_vec()
     );
     assert_eq!(assert_roundtrip(&bytes, &FOUR), Message::Update(update));
+}
+
+#[test]
+fn update_decodes_mp_reach_in_any_position() {
+    // MP_REACH_NLRI after ORIGIN and AS_PATH, as older speakers send it.
+    let body = update_body(
+        "40 01 01 00  40 02 06 02 01 0000fde8  80 0e 1a 0002 01 10 20010db8000000000000000000000001 00 20 20010db8",
+        "",
+    );
+    let d = UpdateMessage::decode(&body, &FOUR);
+    assert_eq!(d.action, None);
+    let reach = d.update.attributes.mp_reach.as_ref().unwrap();
+    let MpNlri::Ipv6(nlri) = &reach.nlri else {
+        panic!()
+    };
+    assert_eq!(nlri.iter().next().unwrap().to_string(), "2001:db8::/32");
+    // Re-encoding moves it to the front.
+    let bytes = Message::Update(d.update).to_vec(&FOUR).unwrap();
+    assert_eq!(bytes[19 + 4..19 + 6], [0x80, 0x0e]);
 }
 
 #[test]
