@@ -554,6 +554,32 @@ impl PathAttributes {
         });
     }
 
+    /// Prepares attributes for a 2-octet peer (RFC 6793 §4.2.2): when AS_PATH or
+    /// AGGREGATOR holds an AS above 65535 (which the encoder writes as AS_TRANS), adds
+    /// AS4_PATH / AS4_AGGREGATOR with the real values. Confederation segments are left
+    /// out of AS4_PATH, which must not carry them.
+    pub fn add_as4_for_two_octet_peer(&mut self) {
+        let wide = |asn: u32| asn > u32::from(u16::MAX);
+        if let Some(path) = &self.as_path {
+            if path
+                .segments
+                .iter()
+                .any(|s| s.asns.iter().any(|&a| wide(a)))
+            {
+                let segments = path
+                    .segments
+                    .iter()
+                    .filter(|s| !s.kind.is_confed())
+                    .cloned()
+                    .collect();
+                self.as4_path = Some(AsPath { segments });
+            }
+        }
+        if let Some(agg) = self.aggregator.filter(|a| wide(a.asn)) {
+            self.as4_aggregator = Some(agg);
+        }
+    }
+
     /// Replaces AS_PATH and AGGREGATOR with what AS4_PATH / AS4_AGGREGATOR say and
     /// drops the AS4 attributes (RFC 6793 §4.2.3); for UPDATEs from 2-octet peers.
     pub fn reconcile_as4(&mut self) {

@@ -82,6 +82,9 @@ impl GracefulRestartFamily {
     }
 }
 
+/// Graceful-restart families that fit a 255-byte capability value.
+const MAX_GR_FAMILIES: usize = (255 - 2) / 4;
+
 impl Capability {
     pub fn code(&self) -> CapabilityCode {
         match self {
@@ -93,19 +96,20 @@ impl Capability {
         }
     }
 
-    /// Length of the value (without code and length bytes).
+    /// Length of the value (without code and length bytes), as encoded.
     pub fn value_len(&self) -> usize {
         match self {
             Capability::Multiprotocol { .. } => 4,
             Capability::RouteRefresh => 0,
-            Capability::GracefulRestart(gr) => 2 + 4 * gr.families.len(),
+            Capability::GracefulRestart(gr) => 2 + 4 * gr.families.len().min(MAX_GR_FAMILIES),
             Capability::FourOctetAs(_) => 4,
-            Capability::Unknown { value, .. } => value.len(),
+            Capability::Unknown { value, .. } => value.len().min(255),
         }
     }
 
-    /// Code, length and value. Values over 255 bytes cannot be encoded; the OPEN
-    /// encoder never produces them from decoded input, and the length byte saturates.
+    /// Code, length and value. A value cannot exceed 255 bytes: longer unknown values
+    /// are truncated and extra graceful-restart families dropped (decoded input never
+    /// has either), so the length byte always matches what is written.
     pub fn encode(&self, buf: &mut impl BufMut) {
         buf.put_u8(self.code().0);
         buf.put_u8(self.value_len().min(255) as u8);
@@ -119,7 +123,7 @@ impl Capability {
             Capability::GracefulRestart(gr) => {
                 let head = (u16::from(gr.flags & 0xf0) << 8) | (gr.restart_time & 0x0fff);
                 buf.put_u16(head);
-                for f in &gr.families {
+                for f in gr.families.iter().take(MAX_GR_FAMILIES) {
                     buf.put_u16(f.afi.0);
                     buf.put_u8(f.safi.0);
                     buf.put_u8(f.flags);

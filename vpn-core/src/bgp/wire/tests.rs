@@ -710,6 +710,48 @@ fn as4_path_merge_rfc6793() {
     );
 }
 
+#[test]
+fn as4_attributes_towards_a_two_octet_peer_round_trip() {
+    // Sender side: a 4-octet path goes to a 2-octet peer as AS_TRANS plus AS4_PATH;
+    // the receiver merges them back.
+    let real = AsPath::from_sequence(vec![65000, 4_200_000_001, 65003]);
+    let agg = Aggregator {
+        asn: 4_200_000_009,
+        addr: Ipv4Addr::new(192, 0, 2, 9),
+    };
+    let mut attrs = PathAttributes {
+        origin: Some(Origin::Igp),
+        as_path: Some(real.clone()),
+        aggregator: Some(agg),
+        ..Default::default()
+    };
+    attrs.add_as4_for_two_octet_peer();
+    let update = UpdateMessage {
+        attributes: attrs,
+        ..Default::default()
+    };
+    let bytes = Message::Update(update).to_vec(&TWO).unwrap();
+    let (Message::Update(got), None) = Message::decode(&Bytes::from(bytes), &TWO).unwrap() else {
+        panic!()
+    };
+    let mut attrs = got.attributes;
+    let t = u32::from(AS_TRANS);
+    assert_eq!(
+        attrs.as_path,
+        Some(AsPath::from_sequence(vec![65000, t, 65003]))
+    );
+    attrs.reconcile_as4();
+    assert_eq!((attrs.as_path, attrs.aggregator), (Some(real), Some(agg)));
+
+    // Nothing to add when every AS fits in 2 octets.
+    let mut small = PathAttributes {
+        as_path: Some(AsPath::from_sequence(vec![1, 2])),
+        ..Default::default()
+    };
+    small.add_as4_for_two_octet_peer();
+    assert_eq!(small.as4_path, None);
+}
+
 // ---------------------------------------------------------------- other messages
 
 #[test]
@@ -1091,9 +1133,18 @@ fn decode_everything(data: &[u8]) {
         if let Ok((m, _)) = Message::decode(&bytes, &ctx) {
             let _ = m.to_vec(&ctx);
         }
+        // Whatever decodes re-encodes to something that decodes the same.
+        let d = UpdateMessage::decode(&bytes, &ctx);
+        if !matches!(d.action, Some(ErrorAction::SessionReset(_))) {
+            let again = Message::Update(d.update.clone()).to_vec(&ctx).unwrap();
+            let d2 = UpdateMessage::decode(&Bytes::from(again).slice(HEADER_LEN..), &ctx);
+            assert_eq!(d2.update, d.update);
+        }
     }
     if let Ok(open) = OpenMessage::decode(&bytes) {
-        let _ = Message::Open(open.clone()).to_vec(&TWO);
+        let again = Message::Open(open.clone()).to_vec(&TWO).unwrap();
+        let open2 = OpenMessage::decode(&Bytes::from(again).slice(HEADER_LEN..)).unwrap();
+        assert_eq!(open2, open);
         let _ = open.validate(Some(1));
     }
     if let Ok(n) = NotificationMessage::decode(&bytes) {
@@ -1128,6 +1179,30 @@ proptest! {
         m.extend_from_slice(&body);
         decode_everything(&m);
         decode_everything(&body);
+    }
+
+    /// Valid messages with a few bytes overwritten reach far deeper than random bytes.
+    #[test]
+    fn prop_mutated_messages_never_panic(
+        update in arb_update(true),
+        open_caps in prop::collection::vec((any::<u8>(), prop::collection::vec(any::<u8>(), 0..12)), 0..6),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let caps = open_caps
+            .into_iter()
+            .map(|(code, value)| Capability::decode(CapabilityCode(code), Bytes::from(value))
+                .unwrap_or(Capability::RouteRefresh))
+            .collect();
+        let open = OpenMessage::new(65000, 90, Ipv4Addr::new(192, 0, 2, 1), caps);
+        for m in [Message::Update(update), Message::Open(open)] {
+            let Ok(mut bytes) = m.to_vec(&FOUR) else { continue };
+            for (i, b) in &edits {
+                let at = i.index(bytes.len());
+                bytes[at] = *b;
+            }
+            decode_everything(&bytes);
+            decode_everything(&bytes[HEADER_LEN..]);
+        }
     }
 
     #[test]
