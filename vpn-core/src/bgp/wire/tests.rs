@@ -1280,3 +1280,52 @@ proptest! {
         prop_assert_eq!(got, msgs);
     }
 }
+
+/// Rough decode throughput (run: `cargo test --release -p vpn-core decode_throughput
+/// -- --ignored --nocapture`). Criterion benches against bgpkit-parser come later.
+#[test]
+#[ignore]
+fn decode_throughput_smoke() {
+    let ctx = FOUR;
+    let attrs = update_attrs();
+    let mut stream = Vec::new();
+    let mut total = 0usize;
+    let mut next = 0u32;
+    while total < 1_000_000 {
+        let nlri: Ipv4Nlri = (0..1000)
+            .map(|_| {
+                next = next.wrapping_add(1);
+                Ipv4Prefix::from_bits(next << 8, 24).unwrap()
+            })
+            .collect();
+        total += 1000;
+        let m = Message::Update(UpdateMessage {
+            attributes: attrs.clone(),
+            nlri,
+            ..Default::default()
+        });
+        m.encode(&mut stream, &ctx).unwrap();
+    }
+    let start = std::time::Instant::now();
+    let mut framer = Framer::new();
+    let (mut input, mut count, mut sum) = (&stream[..], 0usize, 0u64);
+    while !input.is_empty() {
+        let n = framer.push(input);
+        input = &input[n..];
+        while let Some(frame) = framer.next_frame() {
+            let (Message::Update(u), None) = frame.unwrap().decode(&ctx).unwrap() else {
+                panic!()
+            };
+            for p in u.nlri.iter() {
+                count += 1;
+                sum = sum.wrapping_add(u64::from(p.bits()));
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count, total);
+    println!(
+        "{count} prefixes in {elapsed:?}: {:.1} M prefixes/s (checksum {sum})",
+        count as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
