@@ -233,6 +233,11 @@ typedef struct vpn_esp_sa_config {
    */
   uint16_t tfc_pad_to;
   /**
+   * Pad AEAD payloads only to the 4 bytes RFC 4303 requires. By default
+   * (false) they are padded to 16 bytes, which is faster for AES-GCM.
+   */
+  bool aead_minimal_padding;
+  /**
    * Reaching a soft limit raises a `VPN_ESP_EVENT_SOFT_LIFETIME` event.
    */
   struct vpn_esp_limits soft_lifetime;

@@ -55,6 +55,9 @@ pub struct vpn_esp_sa_config {
     /// Traffic flow confidentiality: pad inner packets to at least this many
     /// bytes; 0 disables it.
     pub tfc_pad_to: u16,
+    /// Pad AEAD payloads only to the 4 bytes RFC 4303 requires. By default
+    /// (false) they are padded to 16 bytes, which is faster for AES-GCM.
+    pub aead_minimal_padding: bool,
     /// Reaching a soft limit raises a `VPN_ESP_EVENT_SOFT_LIFETIME` event.
     pub soft_lifetime: vpn_esp_limits,
     /// Reaching a hard limit ends the SA (`VPN_ERR_EXPIRED`).
@@ -174,6 +177,7 @@ fn core_config(c: &vpn_esp_sa_config) -> Result<EspSaConfig, vpn_result> {
         };
     }
     config.tfc_pad_to = (c.tfc_pad_to != 0).then_some(c.tfc_pad_to);
+    config.aead_pad_to_16 = !c.aead_minimal_padding;
     config.lifetimes = Lifetimes {
         soft: limits(&c.soft_lifetime),
         hard: limits(&c.hard_lifetime),

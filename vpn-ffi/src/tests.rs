@@ -27,6 +27,7 @@ fn config(encryption: &'static [u8], integrity: Option<&'static [u8]>) -> vpn_es
         udp_source_port: 0,
         udp_destination_port: 0,
         tfc_pad_to: 0,
+        aead_minimal_padding: false,
         soft_lifetime: vpn_esp_limits::default(),
         hard_lifetime: vpn_esp_limits::default(),
     }

@@ -369,7 +369,7 @@ impl EspSa {
     #[new]
     #[pyo3(signature = (
         spi, enc, enc_key, integ=None, integ_key=None, esn=false, replay_window=1024, *,
-        udp_encap=None, tfc_pad_to=None,
+        udp_encap=None, tfc_pad_to=None, aead_pad_to_16=true,
         soft_bytes=None, soft_packets=None, soft_seconds=None,
         hard_bytes=None, hard_packets=None, hard_seconds=None,
         now_ns=None,
@@ -386,6 +386,7 @@ impl EspSa {
         replay_window: i64,
         udp_encap: Option<(u16, u16)>,
         tfc_pad_to: Option<u16>,
+        aead_pad_to_16: bool,
         soft_bytes: Option<u64>,
         soft_packets: Option<u64>,
         soft_seconds: Option<f64>,
@@ -404,18 +405,6 @@ impl EspSa {
             .map(IntegrityAlgorithm::from_keyword)
             .transpose()
             .map_err(|e| esp_err(py, e))?;
-        if encryption.is_aead() && integrity.is_some() {
-            return Err(config_err(
-                py,
-                "AEAD algorithms take no separate integrity algorithm",
-            ));
-        }
-        if !encryption.is_aead() && integrity.is_none() {
-            return Err(config_err(
-                py,
-                "CBC encryption needs an integrity algorithm",
-            ));
-        }
         let mut config = EspSaConfig::new(spi, encryption);
         config.integrity = integrity;
         config.esn = esn;
@@ -427,6 +416,7 @@ impl EspSa {
             };
         }
         config.tfc_pad_to = tfc_pad_to;
+        config.aead_pad_to_16 = aead_pad_to_16;
         config.lifetimes.soft = limits(soft_bytes, soft_packets, soft_seconds)?;
         config.lifetimes.hard = limits(hard_bytes, hard_packets, hard_seconds)?;
 

@@ -92,7 +92,9 @@ def test_properties():
     assert sa.replay_window == 64
     assert sa.integrity is None
     assert sa.headroom == 16  # SPI, sequence, 8-byte IV
-    assert sa.tailroom == 3 + 2 + 16
+    assert sa.tailroom == 15 + 2 + 16  # AEAD payloads padded to 16 bytes by default
+    short = vpn.EspSa(SPI, "aes256gcm16", bytes(36), aead_pad_to_16=False, now_ns=0)
+    assert short.tailroom == 3 + 2 + 16
     cbc = vpn.EspSa(SPI, "aes256", bytes(32), "sha512", bytes(64), now_ns=0)
     assert cbc.headroom == 8 + 16
     assert cbc.tailroom == 15 + 2 + 32

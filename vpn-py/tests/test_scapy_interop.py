@@ -111,10 +111,12 @@ def inner_packet(family: str, i: int):
     return IPv6(bytes(pkt))
 
 
-def make_pair(case, esn: bool):
+def make_pair(case, esn: bool, aead_pad_to_16: bool = True):
     enc, integ, crypt, auth = case
     enc_key, integ_key = keys_for(enc, integ)
-    ours = vpn.EspSa(SPI, enc, enc_key, integ, integ_key, esn=esn, now_ns=0)
+    ours = vpn.EspSa(
+        SPI, enc, enc_key, integ, integ_key, esn=esn, aead_pad_to_16=aead_pad_to_16, now_ns=0
+    )
     theirs = SecurityAssociation(
         ESP,
         spi=SPI,
@@ -143,7 +145,8 @@ CASE = pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @ESN
 @FAMILY
 def test_scapy_encrypts_vpn_decapsulates(case, esn, family):
-    ours, theirs = make_pair(case, esn)
+    # scapy pads AEAD payloads to 4 bytes: make ours do the same so sizes compare.
+    ours, theirs = make_pair(case, esn, aead_pad_to_16=False)
     # In order, then reordered inside the replay window.
     for n, seq in enumerate([1, 2, 3, 9, 5, 4], start=1):
         inner = inner_packet(family, n)

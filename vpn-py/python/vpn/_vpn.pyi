@@ -72,6 +72,7 @@ class EspSa:
         *,
         udp_encap: Optional[tuple[int, int]] = None,
         tfc_pad_to: Optional[int] = None,
+        aead_pad_to_16: bool = True,
         soft_bytes: Optional[int] = None,
         soft_packets: Optional[int] = None,
         soft_seconds: Optional[float] = None,
