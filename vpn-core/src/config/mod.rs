@@ -119,6 +119,7 @@ pub struct ConnectionConfig {
     #[serde(default)]
     pub role: Role,
     /// Exactly two tunnels, as AWS provisions them.
+    #[serde(deserialize_with = "two_tunnels")]
     pub tunnels: [TunnelConfig; 2],
     /// Static routes or BGP over the tunnels' inside addresses.
     pub routing: Routing,
@@ -470,6 +471,16 @@ impl ConnectionConfig {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// Deserializes exactly two tunnels: some formats silently drop extra elements of a
+/// fixed-size array, which would lose a tunnel without a word.
+fn two_tunnels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[TunnelConfig; 2], D::Error> {
+    let tunnels = Vec::<TunnelConfig>::deserialize(d)?;
+    let n = tunnels.len();
+    tunnels.try_into().map_err(|_| {
+        serde::de::Error::custom(format_args!("expected exactly 2 tunnels, found {n}"))
+    })
 }
 
 pub(crate) fn check_size(size: usize) -> Result<(), ConfigError> {
