@@ -307,9 +307,10 @@ impl ConnectionConfig {
         let mut stack = vec![(doc.root(), 0usize)];
         while let Some((node, depth)) = stack.pop() {
             if depth > MAX_DEPTH {
-                return Err(ConfigError::TooLarge {
-                    size: depth,
-                    limit: MAX_DEPTH,
+                return Err(ConfigError::Syntax {
+                    format: "XML",
+                    location: String::new(),
+                    message: format!("elements nested deeper than {MAX_DEPTH} levels"),
                 });
             }
             stack.extend(node.children().map(|c| (c, depth + 1)));

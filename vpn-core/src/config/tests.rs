@@ -288,10 +288,8 @@ fn aws_xml_rejects_huge_and_deep_documents_quickly() {
         "<a>".repeat(100),
         "</a>".repeat(100)
     );
-    assert!(matches!(
-        ConnectionConfig::from_aws_xml(&deep),
-        Err(ConfigError::TooLarge { limit: 32, .. })
-    ));
+    let err = ConnectionConfig::from_aws_xml(&deep).unwrap_err();
+    assert!(err.to_string().contains("deeper than 32 levels"), "{err}");
 }
 
 #[test]
@@ -739,6 +737,23 @@ fn set_bgp(c: &mut ConnectionConfig, f: fn(&mut u32, &mut u32, &mut u16, &mut u1
         } => f(local_asn, peer_asn, hold_time, keepalive),
         Routing::Static { .. } => unreachable!(),
     }
+}
+
+#[test]
+fn vgw_role_checks_its_own_outside_addresses_for_distinctness() {
+    let mut c = fixture();
+    c.role = Role::Vgw;
+    for t in &mut c.tunnels {
+        core::mem::swap(&mut t.local_outside_address, &mut t.remote_outside_address);
+    }
+    c.validate().unwrap();
+    c.tunnels[1].local_outside_address = c.tunnels[0].local_outside_address;
+    let errors = c.validate().unwrap_err();
+    assert_eq!(fields(&errors), ["tunnels[1].local_outside_address"]);
+    // The exported peer is now the customer gateway, and it initiates.
+    let conf = c.to_swanctl_conf();
+    assert!(conf.contains("customer gateway end"));
+    assert!(conf.contains("start_action = start"));
 }
 
 #[test]
