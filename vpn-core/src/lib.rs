@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 pub mod bgp;
+pub mod config;
 pub mod crypto;
 pub mod entropy;
 pub mod esp;
