@@ -169,6 +169,16 @@ impl Transform {
         self.icv_len
     }
 
+    /// Where the encrypted body starts (after SPI, sequence and IV) and the ICV begins.
+    fn body_bounds(&self, packet_len: usize) -> Result<(usize, usize), EspError> {
+        let body_start = ESP_HEADER_LEN + self.iv_len;
+        let icv_start = packet_len
+            .checked_sub(self.icv_len)
+            .filter(|&s| s >= body_start)
+            .ok_or(EspError::Malformed("packet shorter than header and ICV"))?;
+        Ok((body_start, icv_start))
+    }
+
     /// Writes the IV, encrypts `packet[header..len - icv]` and writes the ICV.
     /// `packet` must be at least header + icv long (the caller sized it).
     pub(crate) fn seal(&self, packet: &mut [u8], seq: SeqForIcv) -> Result<(), EspError> {
@@ -183,12 +193,7 @@ impl Transform {
         seq: SeqForIcv,
         iv_choice: IvChoice<'_>,
     ) -> Result<(), EspError> {
-        let body_start = ESP_HEADER_LEN + self.iv_len;
-        let icv_start = packet
-            .len()
-            .checked_sub(self.icv_len)
-            .filter(|&s| s >= body_start)
-            .ok_or(EspError::Malformed("packet shorter than header and ICV"))?;
+        let (body_start, icv_start) = self.body_bounds(packet.len())?;
         match &self.kind {
             Kind::RingAead { key, salt } => {
                 let iv = iv_choice.aead_iv(seq)?;
@@ -258,12 +263,7 @@ impl Transform {
         packet: &mut [u8],
         seq: SeqForIcv,
     ) -> Result<core::ops::Range<usize>, EspError> {
-        let body_start = ESP_HEADER_LEN + self.iv_len;
-        let icv_start = packet
-            .len()
-            .checked_sub(self.icv_len)
-            .filter(|&s| s >= body_start)
-            .ok_or(EspError::Malformed("packet shorter than header and ICV"))?;
+        let (body_start, icv_start) = self.body_bounds(packet.len())?;
         match &self.kind {
             Kind::RingAead { key, salt } => {
                 let nonce = Nonce::assume_unique_for_key(gcm_nonce(salt, &aead_iv(packet)));
