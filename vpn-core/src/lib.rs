@@ -2,4 +2,5 @@
 pub mod crypto;
 pub mod entropy;
 pub mod esp;
+pub mod ike;
 pub mod time;
