@@ -1,5 +1,7 @@
 //! Protection of the Encrypted and Authenticated (SK) payload
-//! (RFC 7296 §3.14; RFC 5282 for AES-GCM; RFC 7634 §3 for ChaCha20-Poly1305).
+//! (RFC 7296 §3.14; RFC 5282 for AES-GCM; RFC 7634 §3 for ChaCha20-Poly1305),
+//! and of its fragments (SKF, RFC 7383 §2.5: [`SkCipher::seal_fragment`],
+//! [`SkCipher::open_fragment`]).
 //!
 //! ```text
 //!  IKE header (28) | SK generic header (4) | IV | E(inner payloads | padding | pad length) | ICV
@@ -105,6 +107,18 @@ pub fn ike_key_lengths(
         integ: integrity.map_or(0, IntegrityAlgorithm::key_len),
         encr: encryption.keymat_len(),
     }
+}
+
+/// A decrypted Encrypted Fragment payload (RFC 7383 §2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedFragment {
+    /// The first inner payload's type (fragment 1), NONE in later fragments.
+    pub inner_first: PayloadType,
+    /// 1-based.
+    pub fragment_number: u16,
+    pub total_fragments: u16,
+    /// This fragment's piece of the inner payload chain.
+    pub chunk: Vec<u8>,
 }
 
 /// The two directions of an IKE SA's SK protection.
@@ -334,6 +348,43 @@ impl SkCipher {
         self.seal_with_iv(header, inner_first, inner, iv)
     }
 
+    /// Builds one fragment message of RFC 7383: an Encrypted Fragment (SKF)
+    /// payload carrying `chunk`, a piece of the encoded inner payload chain.
+    /// `inner_first` is the first inner payload's type for fragment 1 and
+    /// [`PayloadType::NONE`] for the others (RFC 7383 §2.5). Fragment number
+    /// and total are authenticated along with the headers. Splitting the
+    /// chain and reassembly are the exchange's job.
+    pub fn seal_fragment(
+        &self,
+        header: &Header,
+        inner_first: PayloadType,
+        fragment_number: u16,
+        total_fragments: u16,
+        chunk: &[u8],
+        entropy: &mut dyn Entropy,
+    ) -> Result<Vec<u8>, SkError> {
+        let mut iv = [0u8; 16];
+        let iv = &mut iv[..self.iv_len()];
+        entropy.fill(iv);
+        let mut prefix = [0u8; 4];
+        prefix[..2].copy_from_slice(&fragment_number.to_be_bytes());
+        prefix[2..].copy_from_slice(&total_fragments.to_be_bytes());
+        self.seal_inner(header, PayloadType::SKF, &prefix, inner_first, chunk, iv)
+    }
+
+    /// Verifies and decrypts a fragment message (SKF payload, RFC 7383).
+    /// Returns the SKF Next Payload field (the first inner payload's type in
+    /// fragment 1), the fragment number, the total, and the decrypted chunk.
+    pub fn open_fragment(&self, message: &[u8]) -> Result<OpenedFragment, SkError> {
+        let (first, prefix, chunk) = self.open_inner(message, PayloadType::SKF)?;
+        Ok(OpenedFragment {
+            inner_first: first,
+            fragment_number: u16::from_be_bytes([prefix[0], prefix[1]]),
+            total_fragments: u16::from_be_bytes([prefix[2], prefix[3]]),
+            chunk,
+        })
+    }
+
     /// [`seal`](Self::seal) for a list of payloads.
     pub fn seal_payloads(
         &self,
@@ -353,16 +404,29 @@ impl SkCipher {
         inner: &[u8],
         iv: &[u8],
     ) -> Result<Vec<u8>, SkError> {
+        self.seal_inner(header, PayloadType::SK, &[], inner_first, inner, iv)
+    }
+
+    /// Seals an SK payload, or an SKF payload whose fragment fields are `prefix`.
+    fn seal_inner(
+        &self,
+        header: &Header,
+        payload_type: PayloadType,
+        prefix: &[u8],
+        inner_first: PayloadType,
+        inner: &[u8],
+        iv: &[u8],
+    ) -> Result<Vec<u8>, SkError> {
         let block = self.block_len();
         let padded = (inner.len() + 1).div_ceil(block) * block;
         let pad_len = padded - inner.len() - 1;
-        let sk_len = GENERIC_HEADER_LEN + self.iv_len() + padded + self.icv_len();
+        let sk_len = GENERIC_HEADER_LEN + prefix.len() + self.iv_len() + padded + self.icv_len();
         let sk_len16 = u16::try_from(sk_len).map_err(|_| WireError::TooLong {
             what: "Encrypted payload",
         })?;
         let total = HEADER_LEN + sk_len;
         let mut h = *header;
-        h.next_payload = PayloadType::SK;
+        h.next_payload = payload_type;
         // Cannot overflow: total < 28 + 65536.
         h.length = total as u32;
 
@@ -371,6 +435,7 @@ impl SkCipher {
         out.push(inner_first.0);
         out.push(0);
         out.extend_from_slice(&sk_len16.to_be_bytes());
+        out.extend_from_slice(prefix);
         let aad_end = out.len();
         out.extend_from_slice(iv);
         let body_start = out.len();
@@ -429,6 +494,16 @@ impl SkCipher {
     /// The SK payload must be the last payload (it may follow unencrypted
     /// ones). The header Length must equal `message.len()`.
     pub fn open(&self, message: &[u8]) -> Result<(PayloadType, Vec<u8>), SkError> {
+        let (first, _, inner) = self.open_inner(message, PayloadType::SK)?;
+        Ok((first, inner))
+    }
+
+    /// Opens the SK or SKF payload: (next payload field, SKF fragment fields, plaintext).
+    fn open_inner(
+        &self,
+        message: &[u8],
+        payload_type: PayloadType,
+    ) -> Result<(PayloadType, [u8; 4], Vec<u8>), SkError> {
         let header = Header::decode(message)?;
         if header.length as usize != message.len() {
             return Err(WireError::LengthMismatch {
@@ -437,9 +512,17 @@ impl SkCipher {
             }
             .into());
         }
-        let sk_start = find_sk(header.next_payload, message)?;
+        let sk_start = find_sk(header.next_payload, message, payload_type)?;
         let inner_first = PayloadType(message[sk_start]);
-        let aad_end = sk_start + GENERIC_HEADER_LEN;
+        let mut prefix = [0u8; 4];
+        let mut aad_end = sk_start + GENERIC_HEADER_LEN;
+        if payload_type == PayloadType::SKF {
+            let p = message
+                .get(aad_end..aad_end + 4)
+                .ok_or(SkError::Malformed("fragment fields missing"))?;
+            prefix.copy_from_slice(p);
+            aad_end += 4;
+        }
         let body = &message[aad_end..];
         let (iv_len, icv_len) = (self.iv_len(), self.icv_len());
         if body.len() < iv_len + icv_len + 1 {
@@ -496,7 +579,7 @@ impl SkCipher {
             .checked_sub(pad_len + 1)
             .ok_or(SkError::InvalidPadding)?;
         plain.truncate(inner_len);
-        Ok((inner_first, plain))
+        Ok((inner_first, prefix, plain))
     }
 
     /// [`open`](Self::open) and decode the inner payloads. Returns the
@@ -508,9 +591,9 @@ impl SkCipher {
     }
 }
 
-/// Walks the payload chain to the SK payload; returns its offset. SK must
-/// be the last payload (its length reaches the end of the message).
-fn find_sk(first: PayloadType, message: &[u8]) -> Result<usize, SkError> {
+/// Walks the payload chain to the SK (or SKF) payload; returns its offset.
+/// It must be the last payload (its length reaches the end of the message).
+fn find_sk(first: PayloadType, message: &[u8], target: PayloadType) -> Result<usize, SkError> {
     let mut next = first;
     let mut off = HEADER_LEN;
     loop {
@@ -528,11 +611,15 @@ fn find_sk(first: PayloadType, message: &[u8]) -> Result<usize, SkError> {
             }
             .into());
         }
-        if next == PayloadType::SK {
+        if next == target {
             if off + len as usize != message.len() {
                 return Err(WireError::PayloadAfterEncrypted.into());
             }
             return Ok(off);
+        }
+        if next == PayloadType::SK || next == PayloadType::SKF {
+            // The other kind of encrypted payload: it ends the chain.
+            return Err(SkError::NoEncryptedPayload);
         }
         next = PayloadType(gh[0]);
         off += len as usize;

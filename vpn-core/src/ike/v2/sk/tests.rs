@@ -275,6 +275,46 @@ fn known_answers() {
 }
 
 #[test]
+fn fragments_round_trip_and_authenticate_their_numbers() {
+    let mut rng = SeededEntropy::new(11);
+    for (e, i) in suites() {
+        let c = cipher(e, i, 0);
+        let (first, chain) = encode_payloads(&inner()).unwrap();
+        let chunks: Vec<&[u8]> = chain.chunks(20).collect();
+        let total = chunks.len() as u16;
+        let mut joined = Vec::new();
+        for (n, chunk) in chunks.iter().enumerate() {
+            let f = if n == 0 { first } else { PayloadType::NONE };
+            let msg = c
+                .seal_fragment(&header(), f, n as u16 + 1, total, chunk, &mut rng)
+                .unwrap();
+            let m = Message::decode(&msg).unwrap();
+            assert_eq!(m.header.next_payload, PayloadType::SKF);
+            assert!(matches!(
+                &m.payloads[0],
+                Payload::EncryptedFragment(p) if p.fragment_number == n as u16 + 1
+                    && p.total_fragments == total
+            ));
+            let o = c.open_fragment(&msg).unwrap();
+            assert_eq!(
+                (o.inner_first, o.fragment_number, o.total_fragments),
+                (f, n as u16 + 1, total)
+            );
+            joined.extend_from_slice(&o.chunk);
+            // The fragment number is authenticated.
+            let mut bad = msg.clone();
+            bad[HEADER_LEN + GENERIC_HEADER_LEN + 1] ^= 1;
+            assert_eq!(c.open_fragment(&bad), Err(SkError::Authentication));
+            // An SKF message is not an SK message and vice versa.
+            assert_eq!(c.open(&msg), Err(SkError::NoEncryptedPayload));
+        }
+        assert_eq!(decode_payloads(first, &joined).unwrap(), inner());
+        let sk = c.seal_payloads(&header(), &inner(), &mut rng).unwrap();
+        assert_eq!(c.open_fragment(&sk), Err(SkError::NoEncryptedPayload));
+    }
+}
+
+#[test]
 fn invalid_padding_is_reported() {
     // An AEAD plaintext of one byte 0x05: the inner "chain" is empty and the
     // pad length claims 5 bytes that are not there.
