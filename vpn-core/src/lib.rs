@@ -4,4 +4,5 @@ pub mod config;
 pub mod crypto;
 pub mod entropy;
 pub mod esp;
+pub mod ike;
 pub mod time;
