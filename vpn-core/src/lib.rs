@@ -6,3 +6,4 @@ pub mod entropy;
 pub mod esp;
 pub mod ike;
 pub mod time;
+pub mod tunnel;
