@@ -412,10 +412,10 @@ class Netns:
                 t = _nft_table(dev)
                 rules = (
                     f"table inet {t} {{\n"
-                    f"  chain in {{ type filter hook input priority -300; iifname \"{dev}\" {match} drop; }}\n"
-                    f"  chain fwd {{ type filter hook forward priority -300; iifname \"{dev}\" {match} drop; "
+                    f"  chain vin {{ type filter hook input priority -300; iifname \"{dev}\" {match} drop; }}\n"
+                    f"  chain vfwd {{ type filter hook forward priority -300; iifname \"{dev}\" {match} drop; "
                     f"oifname \"{dev}\" {match} drop; }}\n"
-                    f"  chain out {{ type filter hook output priority -300; oifname \"{dev}\" {match} drop; }}\n"
+                    f"  chain vout {{ type filter hook output priority -300; oifname \"{dev}\" {match} drop; }}\n"
                     "}\n"
                 )
                 _sh(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules)
