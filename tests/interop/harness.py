@@ -886,6 +886,9 @@ class BirdConfig:
         return s + self.extra
 
 
+BGP_STATES = ("Idle", "Connect", "Active", "Passive", "OpenSent", "OpenConfirm", "Established", "Close", "Down")
+
+
 class Bird:
     """A BIRD 2 daemon (``bird -f``) in a namespace, controlled through its private
     socket with ``birdc``."""
@@ -933,8 +936,9 @@ class Bird:
 
     def protocol_state(self, name: str) -> str:
         """BGP state from ``show protocols <name>``: ``Established``, ``Active``,
-        ``Connect``, ``OpenSent``, ``OpenConfirm``, ``Idle`` (or the protocol state
-        ``up``/``start``/``down`` when BIRD shows no BGP state)."""
+        ``Connect``, ``Passive``, ``OpenSent``, ``OpenConfirm``, ``Idle``, or the
+        protocol state ``up``/``start``/``down`` when the Info column holds no BGP
+        state (e.g. ``down`` with ``Automatic shutdown: Route limit exceeded``)."""
         for line in self.birdc(f"show protocols {name}").stdout.splitlines():
             parts = line.split()
             if parts and parts[0] == name and len(parts) >= 4:
@@ -942,7 +946,9 @@ class Bird:
                 rest = parts[4:]
                 while rest and re.fullmatch(r"[\d:.\-]+", rest[0]):
                     rest = rest[1:]
-                return rest[0] if rest else parts[3]
+                if rest and rest[0] in BGP_STATES:
+                    return rest[0]
+                return parts[3]
         raise HarnessError(f"no protocol {name} in bird {self.label}")
 
     def protocol_info(self, name: str) -> str:
