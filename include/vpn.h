@@ -47,8 +47,10 @@ enum vpn_result
    */
   VPN_ERR_UNKNOWN_ALGORITHM = 3,
   /**
-   * The SA configuration is inconsistent (SPI, replay window, algorithm
-   * combination).
+   * A configuration breaks a rule: an ESP SA's (SPI, replay window,
+   * algorithm combination) or a connection's (`vpn_config_validate`, or a
+   * value that does not fit while loading). `vpn_last_error_message` has
+   * the details of a connection configuration's errors.
    */
   VPN_ERR_INVALID_CONFIG = 4,
   /**
@@ -99,6 +101,15 @@ enum vpn_result
    * The library panicked; the object involved should be freed.
    */
   VPN_ERR_PANIC = 16,
+  /**
+   * A configuration document is not well-formed TOML, JSON or XML, or has
+   * the wrong shape; `vpn_last_error_message` says where.
+   */
+  VPN_ERR_CONFIG_SYNTAX = 17,
+  /**
+   * A file could not be read; `vpn_last_error_message` says why.
+   */
+  VPN_ERR_IO = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -162,10 +173,22 @@ typedef uint32_t vpn_esp_lifetime_limit;
 #endif // __cplusplus
 
 /**
+ * A VPN connection's configuration: two tunnels, routing and failover.
+ * Create with `vpn_config_from_str` or `vpn_config_from_file`, release with
+ * `vpn_config_free`.
+ */
+typedef struct vpn_config vpn_config;
+
+/**
  * An ESP security association in tunnel mode. Create with
  * `vpn_esp_sa_new`, release with `vpn_esp_sa_free`.
  */
 typedef struct vpn_esp_sa vpn_esp_sa;
+
+/**
+ * A configuration document's format: one of the `VPN_CONFIG_*` constants.
+ */
+typedef uint32_t vpn_config_format;
 
 /**
  * Limits on an SA's use. Zero means unlimited.
@@ -286,9 +309,241 @@ typedef struct vpn_esp_event {
   vpn_esp_lifetime_limit limit;
 } vpn_esp_event;
 
+/**
+ * The native TOML format (`examples/connection.toml` documents every key).
+ */
+#define VPN_CONFIG_TOML 1
+
+/**
+ * The native JSON format (the same keys as TOML).
+ */
+#define VPN_CONFIG_JSON 2
+
+/**
+ * AWS's `CustomerGatewayConfiguration` XML document of a VPN connection
+ * (input only).
+ */
+#define VPN_CONFIG_AWS_XML 3
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Parses a configuration document of `len` bytes (no NUL needed) in the
+ * given format. Only syntax and types are checked: call
+ * `vpn_config_validate` next.
+ *
+ * On success writes a new handle to `*out`; free it with `vpn_config_free`.
+ * Errors (details in `vpn_last_error_message`): `VPN_ERR_CONFIG_SYNTAX`
+ * (not well-formed, unknown key, wrong type), `VPN_ERR_INVALID_CONFIG` (a
+ * value or element that cannot be used or is missing, e.g. in AWS's XML),
+ * `VPN_ERR_INVALID_ARGUMENT` (unknown format, text not UTF-8, more than
+ * 1 MiB), `VPN_ERR_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `text` is NULL with `len` 0 or valid for `len` bytes of reads; `out` is
+ * valid for a write.
+ */
+vpn_result vpn_config_from_str(vpn_config_format format,
+                               const char *text,
+                               size_t len,
+                               struct vpn_config **out);
+
+/**
+ * Reads the file at the NUL-terminated `path` and parses it as
+ * `vpn_config_from_str` does.
+ *
+ * Errors: as `vpn_config_from_str`, plus `VPN_ERR_IO` when the file cannot
+ * be read (the message names the path and the operating system's reason).
+ * The bytes read are wiped from memory after parsing.
+ *
+ * # Safety
+ *
+ * `path` is a NUL-terminated string; `out` is valid for a write.
+ */
+vpn_result vpn_config_from_file(vpn_config_format format,
+                                const char *path,
+                                struct vpn_config **out);
+
+/**
+ * Frees a configuration and wipes its pre-shared keys. NULL is ignored.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a handle from `vpn_config_from_*` that is not used again.
+ */
+void vpn_config_free(struct vpn_config *cfg);
+
+/**
+ * Overlays the `TunnelOptions` of AWS's `DescribeVpnConnections` response
+ * (`json` of `len` bytes: a whole response, an object holding
+ * `TunnelOptions` or `Options.TunnelOptions`, or the array itself). Options
+ * are matched to tunnels by AWS's outside address. Nothing is validated:
+ * call `vpn_config_validate` afterwards.
+ *
+ * All or nothing: on error the configuration is unchanged. Errors:
+ * `VPN_ERR_CONFIG_SYNTAX`, `VPN_ERR_INVALID_CONFIG` (no `TunnelOptions`, an
+ * unknown value, an outside address that matches no tunnel),
+ * `VPN_ERR_INVALID_ARGUMENT`, `VPN_ERR_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle; `json` is NULL with `len` 0 or valid for `len`
+ * bytes of reads.
+ */
+vpn_result vpn_config_merge_aws_tunnel_options(struct vpn_config *cfg,
+                                               const char *json,
+                                               size_t len);
+
+/**
+ * Checks every rule (AWS's where AWS has one). Returns `VPN_OK`, or
+ * `VPN_ERR_INVALID_CONFIG` having recorded *every* problem found:
+ * `vpn_last_error_count` says how many, `vpn_last_error_message_at` and
+ * `vpn_last_error_field_at` describe each (`tunnels[0].psk`, ...).
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle.
+ */
+vpn_result vpn_config_validate(const struct vpn_config *cfg);
+
+/**
+ * Serializes the configuration to `VPN_CONFIG_TOML` or `VPN_CONFIG_JSON`
+ * (`VPN_CONFIG_AWS_XML` is input only: `VPN_ERR_INVALID_ARGUMENT`).
+ * **The output contains the pre-shared keys**: it is a loadable file.
+ *
+ * On success writes the NUL-terminated text to `buf` and its length,
+ * without the NUL, to `*out_n`. If `len` is too small, writes nothing to
+ * `buf`, writes the size needed (NUL included) to `*out_n` and returns
+ * `VPN_ERR_BUFFER_TOO_SMALL` (`buf = NULL, len = 0` asks for the size).
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle; `buf` is NULL with `len` 0 or valid for `len`
+ * bytes of writes; `out_n` is valid for a write.
+ */
+vpn_result vpn_config_to_string(const struct vpn_config *cfg,
+                                vpn_config_format format,
+                                char *buf,
+                                size_t len,
+                                size_t *out_n);
+
+/**
+ * Writes a strongSwan `swanctl.conf` for the *other* end of both tunnels
+ * (AWS's end when this is a customer gateway's configuration), with a
+ * `secrets` section: **the output contains the pre-shared keys**.
+ * Buffer conventions as `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_to_swanctl(const struct vpn_config *cfg,
+                                 char *buf,
+                                 size_t len,
+                                 size_t *out_n);
+
+/**
+ * Writes a BIRD 2 configuration for the other end's BGP sessions over both
+ * tunnels. With static routing there is no BGP: the call succeeds with an
+ * **empty string** (`*out_n` = 0, `buf[0]` = NUL; `len` must be at least 1).
+ * Buffer conventions as `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_to_bird(const struct vpn_config *cfg,
+                              char *buf,
+                              size_t len,
+                              size_t *out_n);
+
+/**
+ * Writes a readable description (like AWS's "Generic" download): per tunnel
+ * the addresses, proposals, lifetimes, DPD and BGP settings. Pre-shared keys
+ * print as `<redacted>` unless `show_secrets` is true.
+ * Buffer conventions as `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_summary(const struct vpn_config *cfg,
+                              bool show_secrets,
+                              char *buf,
+                              size_t len,
+                              size_t *out_n);
+
+/**
+ * How many errors the last failed `vpn_config_*` call on this thread
+ * recorded: 0 after a successful call (or none yet), 1 for most failures,
+ * one per problem after `vpn_config_validate`.
+ */
+size_t vpn_last_error_count(void);
+
+/**
+ * Writes the messages of every error recorded by the last failed
+ * `vpn_config_*` call on this thread, one per line (no final newline), each
+ * starting with its field where it has one
+ * (`tunnels[0].psk: must be 8 to 64 characters ...`), or "no error".
+ *
+ * On success writes the length, without the NUL, to `*out_n`. If `len` is
+ * too small, writes nothing to `buf`, writes the size needed (NUL included)
+ * to `*out_n` and returns `VPN_ERR_BUFFER_TOO_SMALL`. Never contains a
+ * pre-shared key.
+ *
+ * # Safety
+ *
+ * `buf` is NULL with `len` 0 or valid for `len` bytes of writes; `out_n` is
+ * valid for a write.
+ */
+vpn_result vpn_last_error_message(char *buf,
+                                  size_t len,
+                                  size_t *out_n);
+
+/**
+ * Writes the field (or element path) the first recorded error is about
+ * (`tunnels[1].inside_cidr`, `vpn_connection/ipsec_tunnel[0]/ike/lifetime`),
+ * or an empty string when there is no error or it has no field (a syntax
+ * error, an unreadable file). Buffer conventions as `vpn_last_error_message`.
+ *
+ * # Safety
+ *
+ * As `vpn_last_error_message`.
+ */
+vpn_result vpn_last_error_field(char *buf,
+                                size_t len,
+                                size_t *out_n);
+
+/**
+ * Writes the message of recorded error `index` (0 to
+ * `vpn_last_error_count() - 1`); `VPN_ERR_INVALID_ARGUMENT` for any other
+ * index. Buffer conventions as `vpn_last_error_message`.
+ *
+ * # Safety
+ *
+ * As `vpn_last_error_message`.
+ */
+vpn_result vpn_last_error_message_at(size_t index,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/**
+ * Writes the field of recorded error `index` (empty if it has none);
+ * `VPN_ERR_INVALID_ARGUMENT` for an index past `vpn_last_error_count()`.
+ * Buffer conventions as `vpn_last_error_message`.
+ *
+ * # Safety
+ *
+ * As `vpn_last_error_message`.
+ */
+vpn_result vpn_last_error_field_at(size_t index,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *out_n);
 
 /**
  * Creates an ESP SA.
