@@ -50,6 +50,7 @@ STATE_DIR = BASE_DIR / "state"
 NS_PREFIX = "vpnt"
 CHARON = "/usr/lib/ipsec/charon"
 UDP_TOOL = HERE / "udp_tool.py"
+KEEP_FAILED_WORKDIRS = 10
 
 ALLOWED_NETS = [
     ipaddress.ip_network(n)
@@ -491,6 +492,13 @@ def cleanup_leftovers() -> list[str]:
         if wd.startswith(str(BASE_DIR) + "/" + NS_PREFIX):
             shutil.rmtree(wd, ignore_errors=True)
         f.unlink(missing_ok=True)
+    # work dirs kept for failed tests: keep the newest KEEP_FAILED_WORKDIRS
+    live = {json.loads(f.read_text()).get("workdir") for f in STATE_DIR.glob(f"{NS_PREFIX}*.json")
+            if f.stat().st_size}
+    kept = sorted((d for d in BASE_DIR.glob(f"{NS_PREFIX}*") if d.is_dir() and str(d) not in live),
+                  key=lambda d: d.stat().st_mtime, reverse=True)
+    for d in kept[KEEP_FAILED_WORKDIRS:]:
+        shutil.rmtree(d, ignore_errors=True)
     return removed
 
 
@@ -1230,7 +1238,8 @@ class OurBgpSpeaker(_OurProgram):
 
 def ping(net: Netns, ns: str, dst: str, count: int = 3, interval: float = 0.2, timeout: float = 1.0,
          src: str | None = None) -> tuple[int, int]:
-    """``ping`` from ``ns``; returns (sent, received). Never raises on loss."""
+    """``ping`` from ``ns``; returns (sent, received). Never raises on loss; when
+    ping cannot send at all (no route, link down) the result is (count, 0)."""
     check_address(dst)
     cmd = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(timeout)]
     if src:
@@ -1238,6 +1247,8 @@ def ping(net: Netns, ns: str, dst: str, count: int = 3, interval: float = 0.2, t
     res = net.run(ns, [*cmd, dst], check=False, timeout=count * (interval + timeout) + 10)
     m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", res.stdout)
     if not m:
+        if re.search(r"unreachable|Cannot assign|No route", res.stdout + res.stderr):
+            return count, 0  # could not even send (e.g. link down): all lost
         raise HarnessError(f"cannot parse ping output: {res.stdout}{res.stderr}")
     return int(m.group(1)), int(m.group(2))
 
