@@ -872,8 +872,8 @@ class BirdConfig:
     router_id: str
     local_as: int
     neighbors: list[BirdNeighbor] = field(default_factory=list)
-    static4: list[str | tuple[str, str]] = field(default_factory=list)
-    static6: list[str | tuple[str, str]] = field(default_factory=list)
+    static4: Sequence[str | tuple[str, str]] = field(default_factory=list)
+    static6: Sequence[str | tuple[str, str]] = field(default_factory=list)
     kernel_export: bool = False
     extra: str = ""
 
@@ -1114,7 +1114,7 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
     def table(path: list[str], d: Mapping[str, Any], header: str | None) -> None:
         if header is not None:
             out.append(header)
-        subs = []
+        subs: list[tuple[str, Any, bool]] = []
         for k, v in d.items():
             if isinstance(v, Mapping):
                 subs.append((k, v, False))

@@ -27,13 +27,12 @@ def pair(
     """BIRD in A (AS 65001, active) and B (AS 65002, passive) over a veth."""
     a, b = net.add_ns("a"), net.add_ns("b")
     net.veth(a, [f"{A4}/30"] + ([f"{A6}/64"] if ipv6 else []), b, [f"{B4}/30"] + ([f"{B6}/64"] if ipv6 else []))
-    timers = dict(hold_time=hold, keepalive_time=keepalive)
-    na = [BirdNeighbor("peer", B4, 65002, password=pw_a, ipv4=BirdChannel(import_limit=limit_a), **timers)]
-    nb = [BirdNeighbor("peer", A4, 65001, password=pw_b, passive=True, **timers)]
+    na = [BirdNeighbor("peer", B4, 65002, password=pw_a, ipv4=BirdChannel(import_limit=limit_a), hold_time=hold, keepalive_time=keepalive)]
+    nb = [BirdNeighbor("peer", A4, 65001, password=pw_b, passive=True, hold_time=hold, keepalive_time=keepalive)]
     if ipv6:
-        na.append(BirdNeighbor("peer6", B6, 65002, password=pw_a, ipv4=None, ipv6=BirdChannel(), **timers))
+        na.append(BirdNeighbor("peer6", B6, 65002, password=pw_a, ipv4=None, ipv6=BirdChannel(), hold_time=hold, keepalive_time=keepalive))
         nb.append(BirdNeighbor("peer6", A6, 65001, password=pw_b, passive=True, ipv4=None, ipv6=BirdChannel(),
-                               **timers))
+                               hold_time=hold, keepalive_time=keepalive))
     ba = Bird(net, a, BirdConfig(A4, 65001, na, static4=static_a or ["10.11.0.0/24"],
                                  static6=["2001:db8:a::/48"] if ipv6 else [])).start()
     bb = Bird(net, b, BirdConfig(B4, 65002, nb, static4=static_b or ["10.12.0.0/24"],

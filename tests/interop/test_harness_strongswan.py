@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from harness import ChildConfig, IkeConfig, Netns, StrongSwan, UdpStream, ping, wait_until
+from harness import ChildConfig, IkeConfig, Link, Netns, StrongSwan, UdpStream, ping, wait_until
 
 A_OUT, B_OUT = "192.0.2.1", "192.0.2.2"
 A_IN, B_IN = "10.1.0.1", "10.2.0.1"
@@ -24,17 +24,16 @@ def pair(
     psk_b: str | None = None,
     dpd_delay: int | None = None,
     retransmit: tuple[int, float, float] = (3, 1.0, 1.4),
-) -> tuple[StrongSwan, StrongSwan, object]:
+) -> tuple[StrongSwan, StrongSwan, Link]:
     """Two charons in two namespaces joined by a veth; inner /32s on lo. A
     initiates (dpd_action none), B responds (dpd_action clear)."""
     a, b = net.add_ns("a"), net.add_ns("b")
     link = net.veth(a, f"{A_OUT}/24", b, f"{B_OUT}/24")
     net.add_addr(a, f"{A_IN}/32")
     net.add_addr(b, f"{B_IN}/32")
-    common = dict(version=version, proposals=proposals, dpd_delay=dpd_delay, local_id=None, remote_id=None)
-    ca = IkeConfig(A_OUT, B_OUT, local_id="a.vpnt.test", remote_id="b.vpnt.test",
-                   children=[ChildConfig(local_ts=A_NET, remote_ts=B_NET, esp_proposals=esp, dpd_action="none")],
-                   **{k: v for k, v in common.items() if v is not None})
+    ca = IkeConfig(A_OUT, B_OUT, version=version, proposals=proposals, dpd_delay=dpd_delay,
+                   local_id="a.vpnt.test", remote_id="b.vpnt.test",
+                   children=[ChildConfig(local_ts=A_NET, remote_ts=B_NET, esp_proposals=esp, dpd_action="none")])
     cb = replace(ca, local_addrs=B_OUT, remote_addrs=A_OUT, local_id="b.vpnt.test", remote_id="a.vpnt.test",
                  psk=psk_b or ca.psk,
                  children=[ChildConfig(local_ts=B_NET, remote_ts=A_NET, esp_proposals=esp, dpd_action="clear")])
