@@ -13,6 +13,7 @@
 //! - [`ike`]: IKE proposals and the IKEv2 wire format and SK payload.
 //! - [`bgp`]: BGP-4 wire format.
 //! - [`tunnel`]: one tunnel, the object a gateway drives.
+//! - [`route`]: the route table that picks tunnels for inner packets.
 //! - [`config`]: typed connection configuration, AWS import, validation, export.
 
 #![forbid(unsafe_code)]
@@ -22,5 +23,6 @@ pub mod crypto;
 pub mod entropy;
 pub mod esp;
 pub mod ike;
+pub mod route;
 pub mod time;
 pub mod tunnel;
