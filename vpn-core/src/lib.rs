@@ -14,6 +14,7 @@
 //! - [`bgp`]: BGP-4 wire format.
 //! - [`tunnel`]: one tunnel, the object a gateway drives.
 //! - [`route`]: the route table that picks tunnels for inner packets.
+//! - [`sim`]: a seeded network emulator for deterministic simulations.
 //! - [`config`]: typed connection configuration, AWS import, validation, export.
 
 #![forbid(unsafe_code)]
@@ -24,5 +25,6 @@ pub mod entropy;
 pub mod esp;
 pub mod ike;
 pub mod route;
+pub mod sim;
 pub mod time;
 pub mod tunnel;
