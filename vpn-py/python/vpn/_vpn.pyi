@@ -1,6 +1,7 @@
 """Type stubs for the compiled extension ``vpn._vpn``."""
 
-from typing import Literal, Optional, TypedDict, Union
+import os
+from typing import Any, Literal, Optional, TypedDict, Union
 
 _BytesLike = Union[bytes, bytearray, memoryview]
 _Writable = Union[bytearray, memoryview]
@@ -9,7 +10,13 @@ class VpnError(Exception):
     """Base class of every error raised by the vpn module."""
 
 class ConfigError(VpnError, ValueError):
-    """Unknown algorithm keyword, wrong key length or invalid SA configuration."""
+    """An invalid configuration: an ESP SA's (unknown algorithm keyword, wrong
+    key length, inconsistent settings) or a connection's (:class:`Config`)."""
+
+    field: Optional[str]
+    """The first offending field (``tunnels[1].psk``), or None (syntax errors)."""
+    errors: list[tuple[Optional[str], str]]
+    """Every problem as ``(field, message)``."""
 
 class BufferTooSmallError(VpnError, ValueError):
     """The output buffer is too small."""
@@ -140,3 +147,62 @@ class EspSa:
 def encryption_algorithms() -> list[str]: ...
 def integrity_algorithms() -> list[str]: ...
 def key_length(keyword: str, integrity: bool = False) -> int: ...
+
+class Config:
+    """A VPN connection's configuration: two redundant tunnels, static or BGP
+    routing, failover (``vpn_core::config::ConnectionConfig``).
+
+    Load with a ``from_*`` constructor, then call :meth:`validate`. Pre-shared
+    keys appear only in :meth:`to_toml`, :meth:`to_json`, :meth:`to_swanctl`,
+    ``summary(show_secrets=True)`` and ``to_dict(show_secrets=True)``; never in
+    errors or the repr. Text arguments are ``str`` or UTF-8 ``bytes``; all
+    parse and validation problems raise :class:`ConfigError`.
+    """
+
+    @staticmethod
+    def from_toml(text: Union[str, bytes]) -> Config:
+        """Parse the native TOML format (syntax and types only)."""
+    @staticmethod
+    def from_json(text: Union[str, bytes]) -> Config:
+        """Parse the native JSON format (the same keys as TOML)."""
+    @staticmethod
+    def from_aws_xml(text: Union[str, bytes]) -> Config:
+        """Import AWS's CustomerGatewayConfiguration XML."""
+    @staticmethod
+    def from_file(path: Union[str, os.PathLike[str]]) -> Config:
+        """Read a ``.toml``, ``.json`` or ``.xml`` (AWS) file; OSError if unreadable."""
+    def merge_aws_tunnel_options(self, json: Union[str, bytes]) -> None:
+        """Overlay DescribeVpnConnections TunnelOptions; all or nothing."""
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every problem."""
+    def to_toml(self) -> str:
+        """Native TOML (contains the pre-shared keys)."""
+    def to_json(self) -> str:
+        """Native JSON (contains the pre-shared keys)."""
+    def to_swanctl(self) -> str:
+        """strongSwan swanctl.conf for the other end (contains the pre-shared keys)."""
+    def to_bird(self) -> Optional[str]:
+        """BIRD 2 config for the other end's BGP sessions; None with static routing."""
+    def summary(self, show_secrets: bool = False) -> str:
+        """Readable description; keys shown as ``<redacted>`` unless ``show_secrets``."""
+    def to_dict(self, show_secrets: bool = False) -> dict[str, Any]:
+        """Plain data in the JSON format's shape; ``psk`` redacted unless ``show_secrets``."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> Literal["cgw", "vgw"]: ...
+    @property
+    def routing(self) -> Literal["static", "bgp"]: ...
+    @property
+    def local_asn(self) -> Optional[int]:
+        """This end's ASN with BGP routing, else None."""
+    @property
+    def peer_asn(self) -> Optional[int]:
+        """The other end's ASN with BGP routing, else None."""
+    @property
+    def outside_addresses(self) -> list[tuple[str, str]]:
+        """Per tunnel, ``(local, remote)`` outside addresses."""
+    @property
+    def inside_cidrs(self) -> list[str]:
+        """Per tunnel, the inside /30."""
+    def __eq__(self, other: object) -> bool: ...
