@@ -13,6 +13,7 @@
 //! - [`ike`]: IKE proposals and the IKEv2 wire format and SK payload.
 //! - [`bgp`]: BGP-4 wire format.
 //! - [`tunnel`]: one tunnel, the object a gateway drives.
+//! - [`connection`]: two redundant tunnels, routing and failover: the object users hold.
 //! - [`route`]: the route table that picks tunnels for inner packets.
 //! - [`sim`]: a seeded network emulator for deterministic simulations.
 //! - [`config`]: typed connection configuration, AWS import, validation, export.
@@ -22,6 +23,7 @@ pub mod bgp;
 pub mod config;
 pub mod crypto;
 pub mod entropy;
+pub mod connection;
 pub mod esp;
 pub mod ike;
 pub mod route;
