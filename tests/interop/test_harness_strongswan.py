@@ -107,9 +107,8 @@ def test_ikev1_tunnel_ping_rekey(net: Netns, report) -> None:
     check_tunnel(net, report, sa, sb, "IKEv1 aes128-sha1-modp1024",
                  {"version": "1", "encr-alg": "AES_CBC", "encr-keysize": "128",
                   "integ-alg": "HMAC_SHA1_96", "dh-group": "MODP_1024"})
-    # IKEv1 Quick Mode: the initiator sends on the new SA as soon as it has sent QM3,
-    # the responder installs its inbound SA only when QM3 arrives; with
-    # kernel-libipsec a datagram can fall in between (seen: 0-1 per rekey).
+    # IKEv1 Quick Mode with kernel-libipsec lost 1 datagram once (cause not verified;
+    # likely the initiator sending on the new SA before the responder processed QM3).
     rekey_under_stream(net, report, sa, sb, "IKEv1", max_lost=2)
 
 
