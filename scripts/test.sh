@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit, property, integration), the C
-# API under valgrind, the Python API with pytest. Installs what it needs first.
+# API under valgrind, the Python API with pytest, and interop with real peers
+# (strongSwan, BIRD) in network namespaces, which needs root. Installs what it
+# needs first.
 # Usage: scripts/test.sh            (from anywhere; runs from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,7 @@ run_suite "benchmarks compile" cargo bench --workspace --exclude vpn-py --no-run
 run_suite "ESP example" cargo run --quiet --example esp_demo
 run_suite "C API (gcc -Werror, valgrind)" bash tests/c/run.sh
 run_suite "Python API (pytest)" bash vpn-py/run-tests.sh
+run_suite "interop (strongSwan and BIRD in network namespaces)" tests/interop/run.sh
 
 log "summary"
 for f in "${failures[@]+"${failures[@]}"}"; do echo "FAILED: $f"; done
