@@ -16,8 +16,9 @@
 //!   `{"cmd":"terminate"}`, `{"cmd":"metrics"}` (`rekey_child` / `rekey_ike`
 //!   await IKE);
 //! - stderr: logs, and a metrics summary every few seconds;
-//! - SIGTERM / SIGINT: close the tunnel, send what that produces, print
-//!   `stopped`, exit 0.
+//! - SIGTERM / SIGINT: close the tunnel, send what that produces, keep
+//!   serving the sockets until the tunnel is down (at most 2 s), print
+//!   `stopped`, exit 0; a second signal stops at once.
 //!
 //! The data path allocates nothing per packet: a TUN read lands at
 //! `buf[headroom..]` of one buffer that `send_inner` seals in place; a UDP
@@ -41,7 +42,7 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use vpn_core::entropy::OsEntropy;
 use vpn_core::time::Timestamp;
-use vpn_core::tunnel::{Received, Transmit, Tunnel, TunnelError, NAT_T_PORT};
+use vpn_core::tunnel::{Received, Transmit, Tunnel, TunnelError, TunnelState, NAT_T_PORT};
 
 use config::GatewayConfig;
 use output::{emit, IoCounters};
@@ -53,6 +54,8 @@ const IKE_PORT: u16 = 500;
 const BATCH: usize = 64;
 /// Largest UDP payload or TUN packet we can be handed.
 const MAX_PACKET: usize = 65_535;
+/// How long a graceful stop waits for the tunnel to close.
+const STOP_LINGER: Duration = Duration::from_secs(2);
 /// How often the metrics line goes to stderr.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
@@ -254,7 +257,17 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
 
+    // Set by the first SIGTERM/SIGINT: the tunnel is closing, and the loop goes
+    // on (for IKE: DELETE retransmits and its response) until it is down or
+    // until this instant. A second signal stops at once.
+    let mut stopping: Option<tokio::time::Instant> = None;
+    let linger = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(linger);
+
     loop {
+        if stopping.is_some() && gw.tunnel.state() == TunnelState::Down {
+            break;
+        }
         let deadline = gw.tunnel.poll_timeout().and_then(|t| gw.clock.instant(t));
         if let Some(at) = deadline {
             if at != timer.deadline() {
@@ -262,8 +275,12 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
             }
         }
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = sigterm.recv() => if gw.begin_stop(&mut stopping, linger.as_mut()).await { break },
+            _ = sigint.recv() => if gw.begin_stop(&mut stopping, linger.as_mut()).await { break },
+            () = &mut linger, if stopping.is_some() => {
+                eprintln!("gateway: the tunnel did not close within {STOP_LINGER:?}; stopping anyway");
+                break;
+            }
             r = gw.sockets.nat_t.readable() => {
                 r.map_err(|e| format!("UDP {NAT_T_PORT}: {e}"))?;
                 gw.on_udp(NAT_T_PORT).await;
@@ -272,7 +289,7 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
                 r.map_err(|e| format!("UDP {IKE_PORT}: {e}"))?;
                 gw.on_udp(IKE_PORT).await;
             }
-            r = gw.tun.readable() => {
+            r = gw.tun.readable(), if stopping.is_none() => {
                 r.map_err(|e| format!("TUN: {e}"))?;
                 gw.on_tun().await;
             }
@@ -281,7 +298,7 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
                 gw.tunnel.handle_timeout(now);
                 gw.drain().await;
             }
-            line = stdin.next_line(), if stdin_open => match line {
+            line = stdin.next_line(), if stdin_open && stopping.is_none() => match line {
                 Ok(Some(line)) => gw.command(&line).await,
                 // No supervisor on stdin (EOF, e.g. </dev/null): keep running.
                 Ok(None) => stdin_open = false,
@@ -294,11 +311,6 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
         }
     }
 
-    // Graceful stop: the tunnel says goodbye (IKE DELETE once IKE is in) and
-    // what that produces is sent before we go.
-    let now = gw.clock.now();
-    gw.tunnel.close(now);
-    gw.drain().await;
     eprintln!(
         "{}",
         output::metrics_line(gw.tunnel.state(), gw.tunnel.metrics(), &gw.io)
@@ -425,6 +437,25 @@ impl Gateway {
         while let Some(event) = self.tunnel.poll_event() {
             output::tunnel_event(&event);
         }
+    }
+
+    /// A stop signal: the first closes the tunnel (its goodbye is sent by
+    /// `drain`) and arms the linger timer; true when the loop should end now.
+    async fn begin_stop(
+        &mut self,
+        stopping: &mut Option<tokio::time::Instant>,
+        linger: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> bool {
+        if stopping.is_some() {
+            return true;
+        }
+        let until = tokio::time::Instant::now() + STOP_LINGER;
+        *stopping = Some(until);
+        linger.reset(until);
+        let now = self.clock.now();
+        self.tunnel.close(now);
+        self.drain().await;
+        false
     }
 
     fn initiate(&mut self) {
