@@ -1,0 +1,5 @@
+//! Behaviour tests of the BGP speaker: FSM pairs, RIB, policy, whole speakers.
+
+#[allow(dead_code)]
+pub mod harness;
+mod session;
