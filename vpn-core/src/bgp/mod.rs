@@ -3,7 +3,10 @@
 //! with best-path selection ([`rib`]), import/export policy ([`policy`]) and the
 //! [`speaker::Speaker`] tying them together.
 
+pub mod policy;
+pub mod rib;
 pub mod session;
+pub mod speaker;
 pub mod wire;
 
 #[cfg(test)]

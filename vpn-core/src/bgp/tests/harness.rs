@@ -55,13 +55,15 @@ impl Endpoint for Session {
 
 /// Wire end: node index and its peer handle.
 type End<P> = (usize, P);
+/// The two ends of a wire.
+type Wire<P> = (End<P>, End<P>);
 
 pub struct Net<E: Endpoint> {
     pub nodes: Vec<E>,
     pub now: Timestamp,
     /// Events per node, with the time they were drained.
     pub events: Vec<Vec<(Timestamp, E::Event)>>,
-    wires: Vec<(End<E::Peer>, End<E::Peer>)>,
+    wires: Vec<Wire<E::Peer>>,
     /// Open connections: (wire, opener is the wire's first end).
     open: HashSet<(usize, bool)>,
     /// Nodes whose output is dropped (a silent peer).
@@ -232,5 +234,38 @@ impl<E: Endpoint> Net<E> {
 
     pub fn open_connections(&self) -> usize {
         self.open.len()
+    }
+}
+
+use crate::bgp::speaker::{PeerId, Speaker, SpeakerEvent};
+
+impl Endpoint for Speaker {
+    type Peer = PeerId;
+    type Event = SpeakerEvent;
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<(PeerId, ConnectionId)> {
+        Speaker::poll_transmit(self, buf)
+    }
+    fn poll_action(&mut self) -> Option<(PeerId, Action)> {
+        Speaker::poll_action(self)
+    }
+    fn handle_connected(&mut self, now: Timestamp, peer: PeerId, id: ConnectionId) {
+        Speaker::handle_connected(self, now, peer, id)
+    }
+    fn handle_connection_closed(&mut self, now: Timestamp, peer: PeerId, id: ConnectionId) {
+        Speaker::handle_connection_closed(self, now, peer, id)
+    }
+    fn handle_bytes(&mut self, now: Timestamp, peer: PeerId, id: ConnectionId, data: &[u8]) {
+        Speaker::handle_bytes(self, now, peer, id, data)
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Speaker::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Speaker::poll_timeout(self)
+    }
+    fn poll_events(&mut self, out: &mut Vec<SpeakerEvent>) {
+        while let Some(e) = self.poll_event() {
+            out.push(e);
+        }
     }
 }

@@ -82,8 +82,13 @@ fn notifications_from(net: &Net<Session>, node: usize) -> Vec<NotificationMessag
             continue;
         }
         let mut f = Framer::new();
-        f.push(bytes);
-        while let Some(Ok(frame)) = f.next_frame() {
+        let mut rest = &bytes[..];
+        loop {
+            let n = f.push(rest);
+            rest = &rest[n..];
+            let Some(Ok(frame)) = f.next_frame() else {
+                break;
+            };
             if let Ok((Message::Notification(n), _)) = frame.decode(&WireContext {
                 four_octet_as: true,
             }) {
