@@ -398,6 +398,20 @@ impl Speaker {
         self.full_export(usize::from(peer.0));
     }
 
+    /// Asks a neighbour to resend its routes of one family (RFC 2918), e.g. after
+    /// enabling a policy that needs attributes the Adj-RIB-In no longer has.
+    pub fn request_route_refresh(
+        &mut self,
+        peer: PeerId,
+        afi: Afi,
+    ) -> Result<(), super::session::SendError> {
+        let p = self
+            .peers
+            .get_mut(usize::from(peer.0))
+            .ok_or(super::session::SendError::NotEstablished)?;
+        p.session.send_route_refresh(afi, Safi::UNICAST)
+    }
+
     // ---- inputs ----
 
     pub fn handle_connected(&mut self, now: Timestamp, peer: PeerId, id: ConnectionId) {
@@ -947,6 +961,17 @@ impl Speaker {
         let eor = std::mem::take(&mut out.eor_pending);
         let neg = peer.session.negotiated().cloned();
         let ctx = neg.as_ref().map(|n| n.wire_context()).unwrap_or_default();
+        // Attribute sets too large for a 4096-byte UPDATE with one prefix cannot be
+        // announced: such prefixes are withdrawn instead (if the peer had them).
+        announce.retain(|id, prefixes| {
+            if fits_one_prefix(&self.rib.attrs, *id, &ctx) {
+                return true;
+            }
+            withdraw.extend(prefixes.iter().filter(|k| out.sent.contains_key(*k)));
+            false
+        });
+        withdraw.sort();
+        withdraw.dedup();
         // Record what the neighbour now has.
         for k in &withdraw {
             if let Some(a) = out.sent.remove(k) {
@@ -975,6 +1000,19 @@ impl Speaker {
             let _ = session.send_message(&Message::Update(m));
         }
     }
+}
+
+/// True if an UPDATE with these attributes and one prefix fits 4096 bytes.
+fn fits_one_prefix(table: &AttrTable, id: AttrId, ctx: &WireContext) -> bool {
+    let Some(a) = table.get(id) else {
+        return false;
+    };
+    let mut a = PathAttributes::clone(a);
+    if !ctx.four_octet_as {
+        a.add_as4_for_two_octet_peer();
+    }
+    // Largest prefix (17 bytes) plus a possible extended-length byte.
+    a.encoded_len(ctx) + 18 <= MAX_BODY
 }
 
 /// Accepted attributes for one import decision (owned reference, or `None`).

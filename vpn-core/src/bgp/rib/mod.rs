@@ -462,7 +462,7 @@ impl Rib {
         }
         match (before.is_some(), after.is_some()) {
             (false, true) => self.best_count += 1,
-            (true, false) => self.best_count -= 1,
+            (true, false) => self.best_count = self.best_count.saturating_sub(1),
             _ => {}
         }
         Some(Delta {

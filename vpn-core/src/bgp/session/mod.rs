@@ -629,8 +629,10 @@ impl Session {
 
     /// Multiplies `d` by a random factor in [0.75, 1.0] (RFC 4271 §10).
     fn jitter(&mut self, d: Duration) -> Duration {
-        let permille = 750 + self.entropy.next_u32() % 251;
-        d.mul_f64(f64::from(permille) / 1000.0)
+        // Integer arithmetic: no float rounding, no overflow panic on huge configs.
+        let permille = u128::from(750 + self.entropy.next_u32() % 251);
+        let nanos = d.as_nanos().saturating_mul(permille) / 1000;
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     fn write(&mut self, id: ConnectionId, msg: &Message) {
@@ -752,7 +754,10 @@ impl Session {
         }
         if self.admin_up {
             self.timers.set(Timer::IdleHold, now + self.idle_hold);
-            self.idle_hold = (self.idle_hold * 2).min(self.config.idle_hold_max);
+            self.idle_hold = self
+                .idle_hold
+                .saturating_mul(2)
+                .min(self.config.idle_hold_max);
         }
     }
 

@@ -738,3 +738,77 @@ fn secret_is_redacted() {
     assert_eq!(n.session.md5_password.as_ref().unwrap().expose(), "hunter2");
     let _ = Timestamp::ZERO;
 }
+
+#[test]
+fn route_refresh_resends_the_adj_rib_out() {
+    let mut net = cgw_aws(|a, b| {
+        *a = accept_all(a.clone());
+        *b = accept_all(b.clone());
+    });
+    net.nodes[1].announce(p("172.31.0.0/16"), attrs());
+    start_all(&mut net);
+    let before = updates_from(&net, 1).len();
+    net.nodes[0]
+        .request_route_refresh(PeerId(0), Afi::IPV4)
+        .unwrap();
+    net.run_for(Duration::from_secs(1));
+    let ups = updates_from(&net, 1);
+    assert_eq!(ups.len(), before + 1);
+    assert_eq!(ups.last().unwrap().1.nlri.count(), 1);
+    assert!(net.nodes[0].best(&p("172.31.0.0/16")).is_some());
+}
+
+#[test]
+fn max_prefix_restart_timer_brings_the_session_back() {
+    let mut net = cgw_aws(|a, b| {
+        *a = accept_all(a.clone());
+        *b = accept_all(b.clone());
+        b.max_prefixes = Some(MaxPrefixes {
+            limit: 1,
+            restart: Some(Duration::from_secs(60)),
+        });
+    });
+    start_all(&mut net);
+    net.nodes[0].announce(p("10.1.0.0/16"), attrs());
+    net.nodes[0].announce(p("10.2.0.0/16"), attrs());
+    net.run_for(Duration::from_secs(1));
+    assert!(!established(&net, 1, 0));
+    net.nodes[0].withdraw(p("10.2.0.0/16"));
+    net.run_for(Duration::from_secs(58));
+    assert!(!established(&net, 1, 0));
+    // After the restart timer (the CGW's own backoff is shorter) it comes back.
+    net.run_for(Duration::from_secs(130));
+    assert!(established(&net, 1, 0));
+    assert_eq!(net.nodes[1].loc_rib_len(), 1);
+}
+
+#[test]
+fn attributes_too_large_for_an_update_are_not_announced() {
+    let mut net = cgw_aws(|a, b| {
+        *a = accept_all(a.clone());
+        *b = accept_all(b.clone());
+    });
+    start_all(&mut net);
+    let huge = PathAttributes {
+        communities: Some(
+            (0..1100)
+                .map(|i| crate::bgp::wire::Community::new(65000, i))
+                .collect(),
+        ),
+        ..attrs()
+    };
+    net.nodes[0].announce(p("10.9.0.0/16"), huge);
+    net.nodes[0].announce(p("10.8.0.0/16"), attrs());
+    net.run_for(Duration::from_secs(1));
+    assert!(net.nodes[1].best(&p("10.9.0.0/16")).is_none());
+    assert!(net.nodes[1].best(&p("10.8.0.0/16")).is_some());
+    assert!(established(&net, 0, 0) && established(&net, 1, 0));
+    assert_eq!(
+        net.nodes[0]
+            .adj_rib_out(PeerId(0))
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>(),
+        vec![p("10.8.0.0/16")]
+    );
+}
