@@ -70,11 +70,14 @@ pub struct Net<E: Endpoint> {
     pub muted: HashSet<usize>,
     /// Every byte chunk delivered: (from node, bytes).
     pub trace: Vec<(usize, Vec<u8>)>,
+    /// When each node last had bytes delivered to a peer.
+    pub last_delivered: Vec<Option<Timestamp>>,
 }
 
 impl<E: Endpoint> Net<E> {
     pub fn new(nodes: Vec<E>) -> Self {
         let events = nodes.iter().map(|_| Vec::new()).collect();
+        let n = nodes.len();
         Self {
             nodes,
             now: Timestamp::ZERO,
@@ -83,6 +86,7 @@ impl<E: Endpoint> Net<E> {
             open: HashSet::new(),
             muted: HashSet::new(),
             trace: Vec::new(),
+            last_delivered: vec![None; n],
         }
     }
 
@@ -139,6 +143,7 @@ impl<E: Endpoint> Net<E> {
                     }
                     let (fnode, fpeer, fid) = self.far(w, first, n);
                     self.trace.push((n, data.clone()));
+                    self.last_delivered[n] = Some(now);
                     self.nodes[fnode].handle_bytes(now, fpeer, fid, &data);
                 }
                 while let Some((peer, action)) = self.nodes[n].poll_action() {
