@@ -916,7 +916,9 @@ impl Speaker {
         let mut withdraw: Vec<IpPrefix> = Vec::new();
         let mut announce: BTreeMap<AttrId, Vec<IpPrefix>> = BTreeMap::new();
         match peer.max_announced {
-            Some(cap) if out.desired.len() > cap || out.sent.len() > cap => {
+            // Over the cap now, or at the last flush (a withdrawal may have let the
+            // next prefix in line move up): recompute the first `cap`.
+            Some(cap) if out.desired.len() > cap || out.cap_reported => {
                 let wanted = out.desired.len();
                 if wanted > cap && !out.cap_reported {
                     out.cap_reported = true;

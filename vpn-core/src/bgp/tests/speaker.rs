@@ -812,3 +812,32 @@ fn attributes_too_large_for_an_update_are_not_announced() {
         vec![p("10.8.0.0/16")]
     );
 }
+
+#[test]
+fn outbound_cap_backfills_when_dropping_back_to_the_cap() {
+    let mut net = cgw_aws(|a, b| {
+        *a = accept_all(a.clone());
+        a.max_announced = Some(100);
+        *b = accept_all(b.clone());
+    });
+    start_all(&mut net);
+    let pre = |i: u32| {
+        IpPrefix::V4(crate::bgp::wire::Ipv4Prefix::from_bits(0x0a00_0000 | (i << 8), 24).unwrap())
+    };
+    for i in 0..101u32 {
+        net.nodes[0].announce(pre(i), attrs());
+    }
+    net.run_for(Duration::from_secs(1));
+    assert!(net.nodes[1].best(&pre(100)).is_none());
+    // Exactly at the cap again: the 101st moves in.
+    net.nodes[0].withdraw(pre(50));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[1].loc_rib_len(), 100);
+    assert!(net.nodes[1].best(&pre(100)).is_some());
+    assert!(net.nodes[1].best(&pre(50)).is_none());
+    // Below the cap: ordinary incremental updates.
+    net.nodes[0].withdraw(pre(0));
+    net.nodes[0].announce(p("192.0.2.0/24"), attrs());
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.nodes[1].loc_rib_len(), 100);
+}
