@@ -207,6 +207,9 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
     let clock = Clock {
         start: Instant::now(),
     };
+    // Before anything is announced: a supervisor may signal right after `ready`.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let settings = config.tunnel_settings()?;
     let tunnel = Tunnel::new(settings, clock.now()).map_err(|e| format!("tunnel: {e}"))?;
     let tun = open_tun(&config)?;
@@ -247,8 +250,6 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
         gw.drain().await;
     }
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut stats =
