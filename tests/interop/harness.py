@@ -1197,11 +1197,11 @@ class _OurProgram(JsonLineProcess):
 
 
 class OurGateway(_OurProgram):
-    """Our IKE/ESP gateway (UDP 500/4500 + TUN), example ``interop_gateway``
+    """Our IKE/ESP gateway (UDP 500/4500 + TUN), example ``gateway``
     (planned). See :class:`_OurProgram` for the contract. Helpers follow the
     :class:`StrongSwan` names where the meaning is the same."""
 
-    example = "interop_gateway"
+    example = "gateway"
 
     def initiate(self) -> None:
         self.command({"cmd": "initiate"})

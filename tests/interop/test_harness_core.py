@@ -155,5 +155,5 @@ def test_our_programs_report_missing_binaries(net: Netns, tmp_path: Path) -> Non
         prog = cls(net, ns, {"x": 1}, binary=tmp_path / "not-built")
         with pytest.raises(BinaryMissing, match="awaits the Rust program"):
             prog.start()
-    assert OurGateway(net, ns, {}).binary.name == "interop_gateway"
+    assert OurGateway(net, ns, {}).binary.name == "gateway"
     assert OurBgpSpeaker(net, ns, {}).binary.name == "interop_bgp"
