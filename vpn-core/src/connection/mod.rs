@@ -16,7 +16,11 @@
 //! routes stop being used in the very call that noticed it; the events of
 //! that call say so.
 
+mod bgp;
+mod inside;
 mod packet;
+
+pub use bgp::{BgpEvent, BgpSettings};
 
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -42,6 +46,8 @@ pub struct ConnectionPolicy {
     pub tcp_mss_clamp: u16,
     /// Clear DF on IPv4 packets entering the tunnels.
     pub clear_df: bool,
+    /// Dynamic routing over the tunnels' inside addresses.
+    pub bgp: Option<BgpSettings>,
 }
 
 impl Default for ConnectionPolicy {
@@ -52,6 +58,7 @@ impl Default for ConnectionPolicy {
             mtu: 1436,
             tcp_mss_clamp: 1379,
             clear_df: true,
+            bgp: None,
         }
     }
 }
@@ -99,6 +106,17 @@ pub enum ConnectionEvent {
         from: Option<TunnelIndex>,
         to: Option<TunnelIndex>,
     },
+    /// A BGP session changed state or a route came or went.
+    Bgp(BgpEvent),
+}
+
+/// Why a connection could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("BGP: {0}")]
+    Bgp(#[from] crate::bgp::session::ConfigError),
+    #[error("BGP needs one pair of inside addresses per tunnel")]
+    InsideAddresses,
 }
 
 /// Counters of the connection as a whole.
@@ -126,12 +144,25 @@ pub struct Connection {
     preferred_up_since: Option<Timestamp>,
     events: VecDeque<ConnectionEvent>,
     metrics: ConnectionMetrics,
+    bgp: Option<bgp::BgpRouting>,
+    /// When BGP (speaker or TCP stacks) next needs time.
+    bgp_deadline: Option<Timestamp>,
+    /// Packets the connection made itself (BGP), sealed and waiting to go.
+    own_transmits: VecDeque<(TunnelIndex, Transmit, Vec<u8>)>,
+    /// Tunnel states as of the last input, to notice transitions.
+    last_states: Vec<TunnelState>,
 }
 
 impl Connection {
     /// A connection over `tunnels` (index order is tunnel order). Static
-    /// routes of the policy are installed on every tunnel.
-    pub fn new(tunnels: Vec<Tunnel>, policy: ConnectionPolicy) -> Self {
+    /// routes of the policy are installed on every tunnel; with BGP, a
+    /// session starts over each tunnel's inside addresses.
+    pub fn new(
+        tunnels: Vec<Tunnel>,
+        policy: ConnectionPolicy,
+        now: Timestamp,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Self, ConnectionError> {
         let mut routes = RouteTable::new();
         for (index, _) in tunnels.iter().enumerate() {
             for &prefix in &policy.static_routes {
@@ -142,8 +173,18 @@ impl Connection {
                 });
             }
         }
-        Connection {
+        let bgp = match &policy.bgp {
+            Some(settings) => {
+                if settings.inside_addresses.len() != tunnels.len() {
+                    return Err(ConnectionError::InsideAddresses);
+                }
+                Some(bgp::BgpRouting::new(settings, policy.mtu, now, entropy)?)
+            }
+            None => None,
+        };
+        Ok(Connection {
             admin_up: vec![true; tunnels.len()],
+            last_states: tunnels.iter().map(Tunnel::state).collect(),
             tunnels,
             policy,
             routes,
@@ -151,7 +192,15 @@ impl Connection {
             preferred_up_since: None,
             events: VecDeque::new(),
             metrics: ConnectionMetrics::default(),
-        }
+            bgp,
+            bgp_deadline: None,
+            own_transmits: VecDeque::new(),
+        })
+    }
+
+    /// The BGP speaker, when the connection routes dynamically.
+    pub fn bgp_speaker(&self) -> Option<&crate::bgp::speaker::Speaker> {
+        self.bgp.as_ref().map(bgp::BgpRouting::speaker)
     }
 
     pub fn tunnel(&self, index: TunnelIndex) -> Option<&Tunnel> {
@@ -298,13 +347,33 @@ impl Connection {
                 Received::Dropped(crate::tunnel::DropReason::UnknownPeer),
             );
         };
-        let received = self.tunnels[index].handle_datagram(now, local, remote, buf);
+        let mut received = self.tunnels[index].handle_datagram(now, local, remote, buf);
+        if let (Received::Inner { range }, Some(bgp)) = (&received, self.bgp.as_mut()) {
+            let inner = &buf[range.clone()];
+            let to_us = packet::inner_header(inner)
+                .and_then(|h| bgp.inside_owner(h.destination))
+                .is_some_and(|owner| owner == index);
+            if to_us {
+                bgp.push_packet(index, inner);
+                received = Received::Control;
+            }
+        }
         self.after_input(now);
         (Some(index), received)
     }
 
-    /// Control datagrams of any tunnel.
+    /// Datagrams the connection sends by itself: BGP packets sealed into
+    /// their tunnel, and each tunnel's control datagrams (IKE, keepalives).
+    /// A buffer too small for the next datagram leaves it queued.
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(TunnelIndex, Transmit)> {
+        if let Some((_, _, bytes)) = self.own_transmits.front() {
+            if buf.len() < bytes.len() {
+                return None;
+            }
+            let (tunnel, transmit, bytes) = self.own_transmits.pop_front()?;
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            return Some((tunnel, transmit));
+        }
         self.tunnels
             .iter_mut()
             .enumerate()
@@ -321,6 +390,7 @@ impl Connection {
             .iter()
             .filter_map(Tunnel::poll_timeout)
             .chain(failback)
+            .chain(self.bgp_deadline)
             .min()
     }
 
@@ -328,6 +398,9 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         for tunnel in &mut self.tunnels {
             tunnel.handle_timeout(now);
+        }
+        if let Some(bgp) = self.bgp.as_mut() {
+            bgp.handle_timeout(now);
         }
         self.after_input(now);
     }
@@ -337,10 +410,13 @@ impl Connection {
         self.tunnels.get(index).map(Tunnel::metrics)
     }
 
+    /// A tunnel carries traffic when its SAs are up and, with BGP, its
+    /// session is Established (as AWS reports tunnel status).
     fn healthy(&self, index: TunnelIndex) -> bool {
         self.tunnels
             .get(index)
             .is_some_and(|t| t.state() == TunnelState::Up)
+            && self.bgp.as_ref().is_none_or(|b| b.established(index))
     }
 
     fn choose_tunnel(&self, destination: IpAddr, flow_hash: u64) -> Option<TunnelIndex> {
@@ -379,8 +455,16 @@ impl Connection {
         (self.active != Some(preferred)).then(|| since + self.hysteresis())
     }
 
-    /// Collects tunnel events and re-evaluates which tunnel is active.
+    /// Collects tunnel events, runs BGP, and re-evaluates which tunnel is active.
     fn after_input(&mut self, now: Timestamp) {
+        self.collect_tunnel_events(now);
+        self.drive_bgp(now);
+        // Sealing BGP packets may have produced tunnel events (lifetimes).
+        self.collect_tunnel_events(now);
+        self.update_active(now);
+    }
+
+    fn collect_tunnel_events(&mut self, now: Timestamp) {
         for (index, tunnel) in self.tunnels.iter_mut().enumerate() {
             while let Some(event) = tunnel.poll_event() {
                 self.events.push_back(ConnectionEvent::Tunnel {
@@ -388,8 +472,50 @@ impl Connection {
                     event,
                 });
             }
+            let state = tunnel.state();
+            if state != self.last_states[index] {
+                self.last_states[index] = state;
+                if state != TunnelState::Up {
+                    if let Some(bgp) = self.bgp.as_mut() {
+                        bgp.tunnel_down(now, index);
+                    }
+                }
+            }
         }
-        self.update_active(now);
+    }
+
+    fn drive_bgp(&mut self, now: Timestamp) {
+        let Connection {
+            bgp,
+            tunnels,
+            routes,
+            events,
+            own_transmits,
+            bgp_deadline,
+            ..
+        } = self;
+        let Some(bgp) = bgp.as_mut() else {
+            return;
+        };
+        bgp.drive(
+            now,
+            routes,
+            |tunnel, packet| {
+                let Some(t) = tunnels.get_mut(tunnel) else {
+                    return;
+                };
+                let headroom = t.headroom();
+                let mut buf = vec![0u8; headroom + packet.len() + t.tailroom()];
+                buf[headroom..headroom + packet.len()].copy_from_slice(&packet);
+                // A tunnel that is not up drops it; TCP retransmits.
+                if let Ok(transmit) = t.send_inner(now, &mut buf, packet.len()) {
+                    buf.truncate(transmit.len);
+                    own_transmits.push_back((tunnel, transmit, buf));
+                }
+            },
+            |event| events.push_back(ConnectionEvent::Bgp(event)),
+        );
+        *bgp_deadline = bgp.poll_timeout(now);
     }
 
     fn update_active(&mut self, now: Timestamp) {

@@ -56,7 +56,10 @@ fn sites(failover: FailoverPolicy) -> (Connection, Connection) {
                 static_routes: vec![peer_lan.parse().unwrap()],
                 ..ConnectionPolicy::default()
             },
+            T0,
+            &mut SeededEntropy::new(9),
         )
+        .unwrap()
     };
     let mut rng = SeededEntropy::new(5);
     let (mut a, mut b) = (site(true), site(false));

@@ -3,6 +3,9 @@
 //! seed gives the same deliveries, so a simulation's event log replays
 //! byte for byte.
 
+pub mod lab;
 mod netem;
+mod two_sites;
 
 pub use netem::{LinkConditions, LinkStats, Netem};
+pub use two_sites::{describe, TwoSites};
