@@ -1217,10 +1217,10 @@ class OurGateway(_OurProgram):
 
 
 class OurBgpSpeaker(_OurProgram):
-    """Our BGP speaker, example ``interop_bgp`` (planned). See
+    """Our BGP speaker, example ``bgp_speaker``. See
     :class:`_OurProgram` for the contract."""
 
-    example = "interop_bgp"
+    example = "bgp_speaker"
 
     def wait_state(self, state: str, timeout: float = 15) -> dict[str, Any]:
         return self.wait_for_event(lambda e: e.get("event") == "bgp_state" and e.get("state") == state, timeout)
