@@ -427,7 +427,7 @@ impl App {
                 gen,
                 error,
             } => {
-                if !self.conn(peer, conn).is_some_and(|c| c.gen == gen) {
+                if self.conn(peer, conn).is_none_or(|c| c.gen != gen) {
                     return;
                 }
                 self.peers[usize::from(peer.0)].conns[slot(conn)] = None;
@@ -474,8 +474,18 @@ impl App {
             let now = self.clock.now();
             match cmd {
                 "announce" => {
-                    let mut attrs = PathAttributes::default();
-                    attrs.med = v.get("med").and_then(Value::as_u64).map(|m| m as u32);
+                    let med = match v.get("med") {
+                        None => None,
+                        Some(m) => Some(
+                            m.as_u64()
+                                .and_then(|m| u32::try_from(m).ok())
+                                .ok_or("announce: \"med\" must be a 32-bit unsigned number")?,
+                        ),
+                    };
+                    let attrs = PathAttributes {
+                        med,
+                        ..PathAttributes::default()
+                    };
                     self.speaker.announce(prefix()?, attrs);
                 }
                 "withdraw" => self.speaker.withdraw(prefix()?),
