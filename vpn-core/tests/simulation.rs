@@ -198,6 +198,19 @@ fn one_percent_loss_for_two_hours_flaps_nothing() {
     assert_eq!(bgp_down_events(&sim), 0, "{:#?}", sim.log());
     assert_eq!(sim.site(CGW).metrics().failovers, 0);
     assert_eq!(sim.site(CGW).active_tunnel(), Some(0));
+    let text = sim.site(CGW).metrics_prometheus("lab");
+    assert!(
+        text.contains("vpn_tunnel_state{connection=\"lab\",tunnel=\"1\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vpn_tunnel_accepted_routes{connection=\"lab\",tunnel=\"2\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vpn_connection_failovers_total{connection=\"lab\"} 0"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -18,9 +18,11 @@
 
 mod bgp;
 mod inside;
+mod metrics;
 mod packet;
 
 pub use bgp::{BgpEvent, BgpSettings};
+pub use metrics::TunnelReport;
 
 use core::time::Duration;
 use std::collections::VecDeque;

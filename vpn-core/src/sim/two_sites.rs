@@ -234,8 +234,15 @@ pub fn describe(event: &ConnectionEvent) -> String {
     match event {
         ConnectionEvent::Tunnel { tunnel, event } => match event {
             TunnelEvent::StateChanged { from, to } => {
-                format!("tunnel {} {:?} -> {:?}", tunnel + 1, from, to)
+                format!("tunnel {} IPsec {:?} -> {:?}", tunnel + 1, from, to)
             }
+            TunnelEvent::ChildSaInstalled {
+                inbound_spi,
+                outbound_spi,
+            } => format!(
+                "tunnel {} child SA installed (SPI in {inbound_spi:08x}, out {outbound_spi:08x})",
+                tunnel + 1
+            ),
             other => format!("tunnel {} {:?}", tunnel + 1, other),
         },
         ConnectionEvent::ActiveTunnelChanged { from, to } => format!(
@@ -244,7 +251,17 @@ pub fn describe(event: &ConnectionEvent) -> String {
             to.map_or("none".into(), |t| (t + 1).to_string())
         ),
         ConnectionEvent::Bgp(BgpEvent::Session { tunnel, event }) => {
-            format!("tunnel {} BGP {:?}", tunnel + 1, event)
+            use crate::bgp::session::SessionEvent;
+            let what = match event {
+                SessionEvent::StateChanged { from, to } => format!("{from:?} -> {to:?}"),
+                SessionEvent::Established { peer_id, hold_time } => {
+                    format!("Established with {peer_id} (hold {hold_time} s)")
+                }
+                SessionEvent::Down { reason, .. } => format!("Down: {reason:?}"),
+                SessionEvent::EndOfRib { .. } => "End-of-RIB received".to_string(),
+                other => format!("{other:?}"),
+            };
+            format!("tunnel {} BGP {what}", tunnel + 1)
         }
         ConnectionEvent::Bgp(BgpEvent::RouteAdded { tunnel, prefix }) => {
             format!("tunnel {} route learned {prefix}", tunnel + 1)
