@@ -26,10 +26,12 @@
 // C names are written as they appear in the header.
 #![allow(non_camel_case_types)]
 
+mod bgp;
 mod config;
 mod esp;
 mod result;
 
+pub use bgp::*;
 pub use config::*;
 pub use esp::*;
 pub use result::*;

@@ -54,13 +54,15 @@ pub enum vpn_result {
     VPN_ERR_CONFIG_SYNTAX = 17,
     /// A file could not be read; `vpn_last_error_message` says why.
     VPN_ERR_IO = 18,
+    /// A BGP speaker has no neighbour with that number.
+    VPN_ERR_UNKNOWN_PEER = 19,
 }
 
 use vpn_result::*;
 
 /// Every code, in numeric order. (A function rather than a constant, which
 /// cbindgen would try to export as a macro.)
-pub(crate) fn all_results() -> [vpn_result; 19] {
+pub(crate) fn all_results() -> [vpn_result; 20] {
     [
         VPN_OK,
         VPN_ERR_NULL_ARGUMENT,
@@ -81,6 +83,7 @@ pub(crate) fn all_results() -> [vpn_result; 19] {
         VPN_ERR_PANIC,
         VPN_ERR_CONFIG_SYNTAX,
         VPN_ERR_IO,
+        VPN_ERR_UNKNOWN_PEER,
     ]
 }
 
@@ -111,6 +114,7 @@ impl vpn_result {
             VPN_ERR_PANIC => "internal error: the library panicked",
             VPN_ERR_CONFIG_SYNTAX => "configuration document is not well-formed",
             VPN_ERR_IO => "file could not be read",
+            VPN_ERR_UNKNOWN_PEER => "no BGP neighbour with that number",
         }
     }
 }
