@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the vpn-ffi static library, compiles tests/c/esp_test.c and
-# tests/c/config_test.c against
+# Builds the vpn-ffi static library, compiles tests/c/esp_test.c,
+# tests/c/config_test.c and tests/c/bgp_test.c against
 # include/vpn.h with warnings as errors, and runs them (under valgrind when it is
 # installed: any memory error or definite/indirect leak fails the run).
 #
@@ -44,5 +44,7 @@ run() {
 
 build esp_test
 build config_test
+build bgp_test
 run "$TARGET_DIR/c/esp_test"
 run "$TARGET_DIR/c/config_test" vpn-core/tests/fixtures/config
+run "$TARGET_DIR/c/bgp_test"
