@@ -26,7 +26,12 @@ pub struct TunnelReport {
 }
 
 /// A per-tunnel metric: name, Prometheus type, help text, value.
-type Series = (&'static str, &'static str, &'static str, fn(&TunnelReport) -> u64);
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TunnelReport) -> u64,
+);
 
 impl Connection {
     /// CloudWatch-style figures of tunnel `index`.

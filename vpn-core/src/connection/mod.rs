@@ -65,6 +65,52 @@ impl Default for ConnectionPolicy {
     }
 }
 
+impl ConnectionPolicy {
+    /// The routing, failover and packet policy of a connection configuration
+    /// (its tunnels' keying is built separately). With BGP, the customer
+    /// gateway opens the sessions and the VGW listens, as at AWS.
+    pub fn from_config(config: &crate::config::ConnectionConfig) -> Self {
+        let mut policy = ConnectionPolicy {
+            failover: config.failover,
+            static_routes: Vec::new(),
+            mtu: config.mtu,
+            tcp_mss_clamp: config.tcp_mss_clamp,
+            clear_df: config.clear_df,
+            bgp: None,
+        };
+        match &config.routing {
+            crate::config::Routing::Static { prefixes } => policy.static_routes = prefixes.clone(),
+            crate::config::Routing::Bgp {
+                local_asn,
+                peer_asn,
+                hold_time,
+                advertised_prefixes,
+                max_prefixes_in,
+                max_prefixes_out,
+                ..
+            } => {
+                let role = config.role;
+                let inside_addresses = config
+                    .tunnels
+                    .iter()
+                    .filter_map(|t| Some((t.inside_address(role)?, t.inside_address(role.peer())?)))
+                    .collect();
+                policy.bgp = Some(BgpSettings {
+                    local_asn: *local_asn,
+                    peer_asn: *peer_asn,
+                    hold_time: *hold_time,
+                    advertised: advertised_prefixes.clone(),
+                    max_prefixes_in: *max_prefixes_in,
+                    max_prefixes_out: Some(*max_prefixes_out as usize),
+                    active: role == crate::config::Role::Cgw,
+                    inside_addresses,
+                });
+            }
+        }
+        policy
+    }
+}
+
 /// What happened to an inner packet handed to [`Connection::send_packet`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendOutcome {

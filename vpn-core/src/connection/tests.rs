@@ -246,3 +246,22 @@ fn oversized_packets_are_refused_or_answered_with_icmp() {
     assert_eq!(&buf[16..20], &[10, 1, 0, 5]);
     assert_eq!(packet::internet_checksum(&buf[20..len]), 0);
 }
+
+#[test]
+fn policy_from_the_aws_fixture() {
+    let xml = include_str!("../../tests/fixtures/config/aws-vpn-connection-bgp.xml");
+    let config = crate::config::ConnectionConfig::from_aws_xml(xml).unwrap();
+    let policy = ConnectionPolicy::from_config(&config);
+    assert_eq!(
+        (policy.mtu, policy.tcp_mss_clamp),
+        (config.mtu, config.tcp_mss_clamp)
+    );
+    let bgp = policy.bgp.expect("the fixture uses BGP");
+    assert!(bgp.active, "the customer gateway opens the sessions");
+    assert_eq!(bgp.inside_addresses.len(), 2);
+    for (i, (ours, theirs)) in bgp.inside_addresses.iter().enumerate() {
+        assert_eq!(Some(*ours), config.tunnels[i].cgw_inside_address());
+        assert_eq!(Some(*theirs), config.tunnels[i].vgw_inside_address());
+    }
+    assert_eq!(bgp.peer_asn, 64512);
+}
