@@ -1,0 +1,6 @@
+//! IKEv1 (RFC 2409) for AWS's default tunnel profile: Main Mode with a
+//! pre-shared key, Quick Mode with PFS, Informational exchanges (DELETE,
+//! notifications, RFC 3706 dead peer detection) and RFC 3947 NAT traversal.
+//!
+//! - [`wire`]: the ISAKMP codec (RFC 2408, IPsec DOI RFC 2407, NAT-D).
+pub mod wire;
