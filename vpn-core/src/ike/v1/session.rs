@@ -37,6 +37,9 @@ const QM_KEEP: Duration = Duration::from_secs(60);
 /// At most this many phase 1 SAs in negotiation or established (a bound
 /// against floods of first messages).
 const MAX_PHASE1: usize = 8;
+/// A Main Mode we answer must complete within this time (strongSwan's
+/// half-open timeout).
+const HALF_OPEN: Duration = Duration::from_secs(30);
 
 struct Rtx {
     bytes: Vec<u8>,
@@ -84,6 +87,8 @@ struct Phase1 {
     expire_at: Timestamp,
     rekey_started: bool,
     is_rekey: bool,
+    /// Responder: when an unfinished Main Mode is given up.
+    half_open_until: Timestamp,
 }
 
 impl Phase1 {
@@ -113,6 +118,7 @@ impl Phase1 {
             expire_at: Timestamp::NEVER,
             rekey_started: false,
             is_rekey: false,
+            half_open_until: Timestamp::NEVER,
         }
     }
 
@@ -219,7 +225,8 @@ struct Dpd {
 ///
 /// Sans-IO, like the rest of the crate:
 /// - commands: [`connect`](Self::connect), [`rekey_child`](Self::rekey_child),
-///   [`rekey_phase1`](Self::rekey_phase1), [`close`](Self::close),
+///   [`rekey_phase1`](Self::rekey_phase1), [`delete_child`](Self::delete_child),
+///   [`close`](Self::close),
 ///   [`note_inbound_traffic`](Self::note_inbound_traffic);
 /// - inputs: [`handle_datagram`](Self::handle_datagram),
 ///   [`handle_timeout`](Self::handle_timeout);
@@ -477,6 +484,33 @@ impl Ikev1Session {
         self.clear_all(DeleteReason::Local);
     }
 
+    /// Deletes one child SA (by our inbound SPI) and tells the peer.
+    pub fn delete_child(&mut self, now: Timestamp, inbound_spi: u32) -> Result<(), Ikev1Error> {
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.sa.inbound_spi == inbound_spi)
+            .ok_or(Ikev1Error::Unexpected("no child SA with that SPI"))?;
+        let c = self.children.remove(i);
+        if let Some(idx) = self.newest_established() {
+            let d = Payload::Delete(DeletePayload {
+                doi: DOI_IPSEC,
+                protocol: ProtocolId::ESP,
+                spi_size: 4,
+                spis: vec![inbound_spi.to_be_bytes().to_vec()],
+            });
+            self.send_informational(now, idx, vec![d]);
+        }
+        self.events.push_back(Ikev1Event::Deleted {
+            sa: DeletedSa::Child {
+                inbound_spi: c.sa.inbound_spi,
+                outbound_spi: c.sa.outbound_spi,
+            },
+            reason: DeleteReason::Local,
+        });
+        Ok(())
+    }
+
     /// Tells the session that traffic arrived from the peer (ESP opened):
     /// DPD stays quiet while the peer is evidently alive.
     pub fn note_inbound_traffic(&mut self, now: Timestamp) {
@@ -508,6 +542,8 @@ impl Ikev1Session {
                     t = t.min(p.rekey_at);
                 }
                 t = t.min(p.expire_at);
+            } else {
+                t = t.min(p.half_open_until);
             }
         }
         for q in &self.qms {
@@ -568,7 +604,15 @@ impl Ikev1Session {
             self.send(b);
         }
         for (i, what, count) in failed.into_iter().rev() {
-            self.p1.remove(i);
+            let p = self.p1.remove(i);
+            if p.is_rekey {
+                // Try again later, while the current SA lasts.
+                let retry = now + self.settings.retransmit.initial;
+                if let Some(j) = self.newest_established() {
+                    self.p1[j].rekey_started = false;
+                    self.p1[j].rekey_at = retry;
+                }
+            }
             self.error(Ikev1Error::Timeout {
                 exchange: what,
                 transmissions: count,
@@ -612,6 +656,8 @@ impl Ikev1Session {
     }
 
     fn p1_lifetimes(&mut self, now: Timestamp) {
+        self.p1
+            .retain(|p| p.state == P1State::Established || p.half_open_until > now);
         let mut i = 0;
         while i < self.p1.len() {
             let p = &self.p1[i];
@@ -624,6 +670,12 @@ impl Ikev1Session {
                     },
                     reason: DeleteReason::Expired,
                 });
+                if self.p1.is_empty() && self.want_child {
+                    // Keep the tunnel up: negotiate a fresh ISAKMP SA.
+                    if let Err(e) = self.start_main_mode(now, !self.children.is_empty()) {
+                        self.error(e);
+                    }
+                }
                 continue;
             }
             i += 1;
@@ -1030,7 +1082,7 @@ impl Ikev1Session {
 
     fn on_mm1(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         local: SocketAddr,
         remote: SocketAddr,
         ike: &[u8],
@@ -1068,6 +1120,7 @@ impl Ikev1Session {
         };
         let rcky = self.cookie();
         let mut p = Phase1::new(hdr.initiator_cookie, rcky, false, P1State::RSentSa);
+        p.half_open_until = now + HALF_OPEN;
         p.sa_i_b = sa_b;
         p.suite = Some(suite);
         p.lifetime = suite.lifetime.map_or(self.settings.ike_lifetime, |l| {
@@ -1278,7 +1331,7 @@ impl Ikev1Session {
             bytes: bytes.clone(),
             count: 1,
             deadline: now + self.settings.retransmit.timeout(0),
-            what: "Main Mode (ID/HASH)",
+            what: "Main Mode message 5 (no answer usually means different PSKs)",
         });
         self.send(bytes);
         Ok(())
@@ -1463,6 +1516,7 @@ impl Ikev1Session {
         p.replies.push((ike.to_vec(), reply.clone()));
         self.send_to(local, remote, reply);
         if initial_contact {
+            self.p1[idx].is_rekey = false;
             self.initial_contact(idx);
         }
         self.phase1_up(now, idx);
@@ -1556,6 +1610,7 @@ impl Ikev1Session {
         p.rekey_at = rekey_at;
         p.expire_at = now + lifetime;
         p.rekey_started = false;
+        p.half_open_until = Timestamp::NEVER;
         let ev = Ikev1Event::PhaseOneUp {
             initiator_cookie: p.icky,
             responder_cookie: p.rcky,
@@ -1566,6 +1621,12 @@ impl Ikev1Session {
         let (is_rekey, cookies) = (p.is_rekey, (p.icky, p.rcky));
         self.events.push_back(ev);
         self.peer_alive(now);
+        // Only the newest ISAKMP SA is ever rekeyed.
+        for q in self.p1.iter_mut() {
+            if (q.icky, q.rcky) != cookies {
+                q.rekey_started = true;
+            }
+        }
         if is_rekey && initiator {
             // The replacement is up: delete the older ISAKMP SAs.
             let old: Vec<usize> = (0..self.p1.len())
@@ -2156,6 +2217,30 @@ impl Ikev1Session {
     ) -> Result<(), Ikev1Error> {
         if !hdr.flags.encrypted() {
             return self.on_plain_notify(hdr, body);
+        }
+        if let Some(i) = self.p1.iter().position(|p| {
+            p.initiator
+                && p.state == P1State::ISentId
+                && p.icky == hdr.initiator_cookie
+                && p.rcky == hdr.responder_cookie
+        }) {
+            // The responder derived keys but answers our ID/HASH with an
+            // encrypted notification instead of its own: it could not
+            // decrypt or verify message 5, which is what different PSKs do.
+            let p = &self.p1[i];
+            let mid = hdr.message_id.to_be_bytes();
+            let iv = iv_from_hash(p.prf(), &[&p.iv, &mid]);
+            let readable = self
+                .open_hashed(i, &iv, hdr, body, &[&mid], "Informational")
+                .is_ok();
+            if !readable {
+                self.p1.remove(i);
+                let e = Ikev1Error::PskMismatch {
+                    detail: "the peer answered Main Mode message 5 with a notification we cannot decrypt",
+                };
+                self.error(e.clone());
+                return Err(e);
+            }
         }
         let Some(pidx) = self.p1.iter().position(|p| {
             p.state == P1State::Established

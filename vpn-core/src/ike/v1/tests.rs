@@ -729,3 +729,126 @@ fn arbitrary_datagrams_leave_an_established_session_established() {
     let (na, nb) = (children(&p.a_events), children(&p.b_events));
     esp_round_trip(na.last().unwrap(), nb.last().unwrap());
 }
+
+#[test]
+fn peer_initiated_phase1_rekey_is_answered() {
+    let mut p = Pair::aws("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    p.connect();
+    assert_up(&p);
+    // The responder (B) renegotiates phase 1; A answers, and B retires the old SA.
+    p.b.rekey_phase1(p.now).unwrap();
+    p.drive();
+    assert!(p.a_events.iter().any(|e| matches!(
+        e,
+        Ikev1Event::PhaseOneUp {
+            rekey: true,
+            initiator: false,
+            ..
+        }
+    )));
+    assert!(p.a_events.iter().any(|e| matches!(
+        e,
+        Ikev1Event::Deleted {
+            sa: DeletedSa::Phase1 { .. },
+            reason: DeleteReason::Peer
+        }
+    )));
+    assert_eq!((p.a.phase1_count(), p.b.phase1_count()), (1, 1));
+    assert_eq!(p.a.child_sas().count(), 1);
+    // DPD and Quick Mode run over the new SA.
+    p.run_for(Duration::from_secs(40));
+    p.a.rekey_child(p.now).unwrap();
+    p.drive();
+    assert!(errors(&p.a_events).is_empty() && errors(&p.b_events).is_empty());
+    assert_eq!(dpd_timeouts(&p.a_events), 0);
+    let (na, nb) = (children(&p.a_events), children(&p.b_events));
+    esp_round_trip(na.last().unwrap(), nb.last().unwrap());
+}
+
+#[test]
+fn unanswered_main_mode_times_out_after_strongswan_schedule() {
+    let mut p = Pair::aws("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    p.policy = Box::new(|from_a, _, _| if from_a { Fate::Drop } else { Fate::Deliver });
+    p.a.connect(p.now).unwrap();
+    let start = p.now;
+    p.run_for(Duration::from_secs(164));
+    assert!(errors(&p.a_events).is_empty());
+    p.run_for(Duration::from_secs(2));
+    assert_eq!(p.sent[0], 6);
+    let ea = errors(&p.a_events);
+    assert!(
+        matches!(
+            ea[..],
+            [Ikev1Error::Timeout {
+                transmissions: 6,
+                ..
+            }]
+        ),
+        "{ea:?}"
+    );
+    // 4 + 7.2 + 12.96 + 23.33 + 41.99 + 75.58 s.
+    assert!(p.now.saturating_since(start) >= Duration::from_secs(165));
+    assert_eq!(p.a.poll_timeout(), None);
+}
+
+#[test]
+fn half_open_responder_state_is_dropped() {
+    let mut p = Pair::aws("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    // Only Main Mode 1 reaches B; nothing after.
+    p.policy = Box::new(|from_a, i, _| {
+        if from_a && i == 0 {
+            Fate::Deliver
+        } else {
+            Fate::Drop
+        }
+    });
+    p.a.connect(p.now).unwrap();
+    p.drive();
+    assert!(p.b.poll_timeout().is_some());
+    p.run_for(Duration::from_secs(31));
+    assert_eq!(p.b.poll_timeout(), None);
+}
+
+#[test]
+fn delete_one_child() {
+    let mut p = Pair::aws("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    p.connect();
+    let (_, cb) = assert_up(&p);
+    p.b.delete_child(p.now, cb.inbound_spi).unwrap();
+    p.drive();
+    assert_eq!(p.a.child_sas().count(), 0);
+    assert!(p.a.is_established());
+    assert!(p.a_events.iter().any(|e| matches!(
+        e,
+        Ikev1Event::Deleted { sa: DeletedSa::Child { outbound_spi, .. }, reason: DeleteReason::Peer }
+            if *outbound_spi == cb.inbound_spi
+    )));
+    // A new one can be negotiated on the same ISAKMP SA.
+    p.a.connect(p.now).unwrap();
+    p.drive();
+    assert_eq!(p.a.child_sas().count(), 1);
+    assert_eq!(p.b.child_sas().count(), 1);
+}
+
+#[test]
+fn tunnel_config_gives_settings() {
+    use crate::config::{Prefix, TunnelConfig};
+    let mut t = TunnelConfig::new(
+        IpAddr::V4(A_IP),
+        IpAddr::V4(B_IP),
+        "169.254.10.0/30".parse::<Prefix>().unwrap(),
+        Secret::from("k"),
+    );
+    t.ike_version = 1;
+    t.ike_proposals = vec!["aes128-sha1-modp1024".into()];
+    t.esp_proposals = vec!["aes128-sha1-modp1024".into()];
+    t.nat_traversal.force_encapsulation = true;
+    let s = Ikev1Settings::from_tunnel_config(&t).unwrap();
+    assert_eq!(s.local, sa(A_IP, 500));
+    assert_eq!(s.ike_lifetime, Duration::from_secs(28800));
+    assert!(s.force_nat_t);
+    assert_eq!(s.dpd.map(|d| d.retries()), Some(3));
+    fn is_send<T: Send>(_: &T) {}
+    let session = Ikev1Session::new(s, Timestamp::ZERO, Box::new(SeededEntropy::new(1))).unwrap();
+    is_send(&session);
+}
