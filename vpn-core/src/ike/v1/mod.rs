@@ -9,7 +9,7 @@ pub mod transforms;
 mod types;
 pub mod wire;
 
-pub use session::Ikev1Session;
+pub use session::{Ikev1Session, REKEY_DELETE_DELAY};
 pub use types::{
     DeleteReason, DeletedSa, Identity, Ikev1Error, Ikev1Event, Ikev1Settings, NegotiatedChildSa,
     RetransmitSettings, IKE_PORT, NAT_T_PORT,

@@ -40,6 +40,8 @@ const MAX_PHASE1: usize = 8;
 /// A Main Mode we answer must complete within this time (strongSwan's
 /// half-open timeout).
 const HALF_OPEN: Duration = Duration::from_secs(30);
+/// How long a child SA we replaced by a rekey lives on before we delete it.
+pub const REKEY_DELETE_DELAY: Duration = Duration::from_secs(10);
 
 struct Rtx {
     bytes: Vec<u8>,
@@ -209,6 +211,9 @@ struct Child {
     expire_at: Timestamp,
     rekeying: bool,
     replaced: bool,
+    /// When a child we replaced is deleted (a grace period for packets
+    /// still in flight on it).
+    delete_at: Timestamp,
 }
 
 #[derive(Default)]
@@ -283,6 +288,15 @@ fn natd(prf: Prf, icky: &[u8; 8], rcky: &[u8; 8], addr: SocketAddr) -> Vec<u8> {
         IpAddr::V6(a) => a.octets().to_vec(),
     };
     super::crypt::hash(prf, &[icky, rcky, &ip, &addr.port().to_be_bytes()])
+}
+
+/// The lifetime to use: the shorter of the peer's and ours; a missing or
+/// zero proposal (strongSwan sends 0 when rekeying is disabled) means ours.
+fn negotiated_lifetime(offered: Option<Duration>, ours: Duration) -> Duration {
+    match offered {
+        Some(l) if !l.is_zero() => l.min(ours),
+        _ => ours,
+    }
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -558,7 +572,7 @@ impl Ikev1Session {
             if !c.rekeying && !c.replaced {
                 t = t.min(c.rekey_at);
             }
-            t = t.min(c.expire_at);
+            t = t.min(c.expire_at).min(c.delete_at);
         }
         if let Some(d) = self.dpd.next {
             if self.is_established() {
@@ -698,6 +712,17 @@ impl Ikev1Session {
     }
 
     fn child_lifetimes(&mut self, now: Timestamp) {
+        let retired: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|c| c.delete_at <= now && c.expire_at > now)
+            .map(|c| c.sa.inbound_spi)
+            .collect();
+        for spi in retired {
+            if let Err(e) = self.delete_child(now, spi) {
+                self.error(e);
+            }
+        }
         let mut i = 0;
         while i < self.children.len() {
             if self.children[i].expire_at <= now {
@@ -1123,9 +1148,7 @@ impl Ikev1Session {
         p.half_open_until = now + HALF_OPEN;
         p.sa_i_b = sa_b;
         p.suite = Some(suite);
-        p.lifetime = suite.lifetime.map_or(self.settings.ike_lifetime, |l| {
-            l.min(self.settings.ike_lifetime)
-        });
+        p.lifetime = negotiated_lifetime(suite.lifetime, self.settings.ike_lifetime);
         let vids = b.all(PayloadType::VID);
         p.peer_nat_t = vids.contains(&&VID_NAT_T_RFC3947[..]);
         p.peer_dpd = vids.contains(&&VID_DPD[..]);
@@ -1190,9 +1213,7 @@ impl Ikev1Session {
         let p = &mut self.p1[idx];
         p.rcky = hdr.responder_cookie;
         p.suite = Some(suite);
-        p.lifetime = suite.lifetime.map_or(self.settings.ike_lifetime, |l| {
-            l.min(self.settings.ike_lifetime)
-        });
+        p.lifetime = negotiated_lifetime(suite.lifetime, self.settings.ike_lifetime);
         p.peer_nat_t = vids.iter().any(|v| v[..] == VID_NAT_T_RFC3947);
         p.peer_dpd = vids.iter().any(|v| v[..] == VID_DPD);
         p.ke_i = dh.public_value().to_vec();
@@ -2001,9 +2022,7 @@ impl Ikev1Session {
         };
         let (in_enc, in_integ) = split(km(inbound_spi));
         let (out_enc, out_integ) = split(km(outbound_spi));
-        let lifetime = suite.lifetime.map_or(self.settings.child_lifetime, |l| {
-            l.min(self.settings.child_lifetime)
-        });
+        let lifetime = negotiated_lifetime(suite.lifetime, self.settings.child_lifetime);
         NegotiatedChildSa {
             inbound_spi,
             outbound_spi,
@@ -2165,6 +2184,7 @@ impl Ikev1Session {
             expire_at,
             rekeying: false,
             replaced: false,
+            delete_at: Timestamp::NEVER,
         });
         match old {
             Some(i) => {
@@ -2179,24 +2199,9 @@ impl Ikev1Session {
                     new: sa,
                 });
                 if rekey_of.is_some() {
-                    // We rekeyed: retire the old SA on both sides.
-                    if let Some(idx) = self.newest_established() {
-                        let d = Payload::Delete(DeletePayload {
-                            doi: DOI_IPSEC,
-                            protocol: ProtocolId::ESP,
-                            spi_size: 4,
-                            spis: vec![old_in.to_be_bytes().to_vec()],
-                        });
-                        self.send_informational(now, idx, vec![d]);
-                    }
-                    self.children.remove(i);
-                    self.events.push_back(Ikev1Event::Deleted {
-                        sa: DeletedSa::Child {
-                            inbound_spi: old_in,
-                            outbound_spi: old_out,
-                        },
-                        reason: DeleteReason::Local,
-                    });
+                    // We rekeyed: retire the old SA on both sides once
+                    // packets in flight on it have arrived.
+                    self.children[i].delete_at = now + REKEY_DELETE_DELAY;
                 }
             }
             None => self.events.push_back(Ikev1Event::ChildSaNegotiated(sa)),
@@ -2288,7 +2293,7 @@ impl Ikev1Session {
                     self.error(Ikev1Error::NoProposalChosen {
                         phase: "Quick Mode",
                         ours: format_list(&self.settings.esp_proposals),
-                        theirs: "a configuration that matches none of ours".into(),
+                        theirs: "unknown (the peer rejected all of ours)".into(),
                     });
                 }
             }
@@ -2303,12 +2308,17 @@ impl Ikev1Session {
         }
     }
 
+    /// Drops the Quick Modes we initiated that a notification is about: the
+    /// one whose SPI it names, or all pending ones when it names none of
+    /// them (peers differ in the SPI they put there).
     fn drop_pending_quick_modes(&mut self, spi: &[u8]) {
-        self.qms.retain(|q| {
-            !(q.initiator
-                && q.state == QmState::SentQm1
-                && (spi.is_empty() || q.inbound_spi.to_be_bytes() == spi))
-        });
+        let pending = |q: &QuickMode| q.initiator && q.state == QmState::SentQm1;
+        let named = self
+            .qms
+            .iter()
+            .any(|q| pending(q) && q.inbound_spi.to_be_bytes() == spi);
+        self.qms
+            .retain(|q| !(pending(q) && (!named || q.inbound_spi.to_be_bytes() == spi)));
     }
 
     fn on_delete(&mut self, d: DeletePayload) {
@@ -2373,7 +2383,7 @@ impl Ikev1Session {
             (NotifyType::NO_PROPOSAL_CHOSEN, _) => Ikev1Error::NoProposalChosen {
                 phase: "Main Mode",
                 ours: format_list(&self.settings.ike_proposals),
-                theirs: "a configuration that matches none of ours".into(),
+                theirs: "unknown (the peer rejected all of ours)".into(),
             },
             (
                 NotifyType::INVALID_HASH_INFORMATION

@@ -497,6 +497,15 @@ fn phase1_rekey_by_new_main_mode() {
     let (na, nb) = (children(&p.a_events), children(&p.b_events));
     assert_eq!(na.len(), 2);
     esp_round_trip(na.last().unwrap(), nb.last().unwrap());
+    // The replaced child lives on for a grace period, then both sides drop it.
+    assert_eq!(p.a.child_sas().count(), 2);
+    p.run_for(REKEY_DELETE_DELAY + Duration::from_secs(1));
+    assert_eq!(p.a.child_sas().count(), 1);
+    assert_eq!(p.b.child_sas().count(), 1);
+    assert_eq!(
+        p.a.child_sas().next().unwrap().inbound_spi,
+        na.last().unwrap().inbound_spi
+    );
 }
 
 /// A with `action`, B (the AWS end) with `clear`.

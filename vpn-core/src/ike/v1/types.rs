@@ -224,7 +224,7 @@ pub enum Ikev1Error {
     PskMismatch { detail: &'static str },
     /// No common proposal. `ours` is our configuration, `theirs` the
     /// peer's offer (or what we know of it).
-    #[error("NO_PROPOSAL_CHOSEN in {phase}: we accept {ours}; the peer offered {theirs}")]
+    #[error("NO_PROPOSAL_CHOSEN in {phase}: our proposals: {ours}; the peer's: {theirs}")]
     NoProposalChosen {
         phase: &'static str,
         ours: String,
