@@ -754,11 +754,16 @@ impl Ikev1Session {
         }
     }
 
+    /// RFC 3706 DPD: after `interval` without anything from the peer, send
+    /// R-U-THERE, and again every `interval` while unanswered; the peer is
+    /// dead once `timeout` (AWS: 30 s = 10 s × 3) has passed since it was
+    /// last heard.
     fn dpd_tick(&mut self, now: Timestamp) {
         let Some(cfg) = self.settings.dpd else {
             return;
         };
         let interval = Duration::from_secs(cfg.interval.max(1).into());
+        let timeout = Duration::from_secs(cfg.timeout.max(cfg.interval.max(1)).into());
         let Some(idx) = self.newest_established() else {
             self.dpd.next = None;
             return;
@@ -771,7 +776,8 @@ impl Ikev1Session {
         if next > now {
             return;
         }
-        if self.dpd.outstanding >= cfg.retries() {
+        let silent = now.saturating_since(self.dpd.last_rx);
+        if self.dpd.outstanding > 0 && silent >= timeout {
             self.events
                 .push_back(Ikev1Event::DpdTimeout { action: cfg.action });
             match cfg.action {
@@ -791,13 +797,13 @@ impl Ikev1Session {
             }
             return;
         }
-        if self.dpd.outstanding == 0 && now.saturating_since(self.dpd.last_rx) < interval {
+        if silent < interval {
             self.dpd.next = Some(self.dpd.last_rx + interval);
             return;
         }
         self.dpd.seq = self.dpd.seq.wrapping_add(1);
         self.dpd.outstanding += 1;
-        self.dpd.next = Some(now + interval);
+        self.dpd.next = Some((now + interval).min(self.dpd.last_rx + timeout));
         let p = &self.p1[idx];
         let n = Payload::Notify(NotifyPayload::new(
             ProtocolId::ISAKMP,

@@ -544,7 +544,12 @@ fn dpd_keeps_a_live_peer() {
 fn dpd_timeout_clear() {
     let mut p = dpd_pair(DpdAction::Clear);
     p.policy = Box::new(|from_a, _, _| if from_a { Fate::Deliver } else { Fate::Drop });
-    p.run_for(Duration::from_secs(60));
+    let before = p.sent[0];
+    p.run_for(Duration::from_secs(29));
+    assert_eq!(dpd_timeouts(&p.a_events), 0);
+    // R-U-THERE after 10 s and 20 s of silence.
+    assert!(p.sent[0] - before >= 2);
+    p.run_for(Duration::from_secs(31));
     assert_eq!(dpd_timeouts(&p.a_events), 1, "{:?}", p.a_events);
     assert!(!p.a.is_established());
     assert_eq!(p.a.child_sas().count(), 0);
