@@ -903,9 +903,9 @@ impl Ikev1Session {
             let max_fuzz = margin.as_millis() * u128::from(self.settings.rekey_fuzz_percent) / 100;
             let fuzz = match u64::try_from(max_fuzz) {
                 Ok(0) | Err(_) => 0,
-                Ok(m) => self.entropy.next_u64() % (m + 1),
+                Ok(m) => self.entropy.next_u64() % m.saturating_add(1),
             };
-            margin + Duration::from_millis(fuzz)
+            margin.saturating_add(Duration::from_millis(fuzz))
         } else {
             margin / 2
         };
