@@ -525,6 +525,15 @@ impl Ikev1Session {
         Ok(())
     }
 
+    /// Test hook: sends a protected Informational with any payloads over
+    /// the newest ISAKMP SA (to throw authenticated oddities at a peer).
+    #[cfg(test)]
+    pub(crate) fn send_informational_for_test(&mut self, now: Timestamp, payloads: Vec<Payload>) {
+        if let Some(idx) = self.newest_established() {
+            self.send_informational(now, idx, payloads);
+        }
+    }
+
     /// Tells the session that traffic arrived from the peer (ESP opened):
     /// DPD stays quiet while the peer is evidently alive.
     pub fn note_inbound_traffic(&mut self, now: Timestamp) {
@@ -1542,16 +1551,19 @@ impl Ikev1Session {
         p.nat_t = p.nat_t || local.port() != IKE_PORT;
         p.replies.push((ike.to_vec(), reply.clone()));
         self.send_to(local, remote, reply);
-        if initial_contact {
+        let idx = if initial_contact {
             self.p1[idx].is_rekey = false;
-            self.initial_contact(idx);
-        }
+            self.initial_contact(idx)
+        } else {
+            idx
+        };
         self.phase1_up(now, idx);
         Ok(())
     }
 
     /// INITIAL-CONTACT: the peer has no memory of older SAs; drop them.
-    fn initial_contact(&mut self, keep: usize) {
+    /// Returns the index of the kept SA, which may have moved.
+    fn initial_contact(&mut self, keep: usize) -> usize {
         let keep_cookies = (self.p1[keep].icky, self.p1[keep].rcky);
         let mut i = 0;
         while i < self.p1.len() {
@@ -1569,6 +1581,7 @@ impl Ikev1Session {
             }
             i += 1;
         }
+        self.qms.retain(|q| q.icky == keep_cookies.0);
         for c in core::mem::take(&mut self.children) {
             self.events.push_back(Ikev1Event::Deleted {
                 sa: DeletedSa::Child {
@@ -1578,6 +1591,10 @@ impl Ikev1Session {
                 reason: DeleteReason::Peer,
             });
         }
+        self.p1
+            .iter()
+            .position(|p| (p.icky, p.rcky) == keep_cookies)
+            .unwrap_or(0)
     }
 
     fn on_mm6(
@@ -2266,7 +2283,13 @@ impl Ikev1Session {
         let b = self.open_hashed(pidx, &iv, hdr, body, &[&mid], "Informational")?;
         self.local = local;
         self.remote = remote;
+        let cookies = (hdr.initiator_cookie, hdr.responder_cookie);
         for payload in b.payloads() {
+            // A DELETE or INITIAL-CONTACT earlier in this message may have
+            // removed or moved this ISAKMP SA.
+            let Some(pidx) = self.p1.iter().position(|p| (p.icky, p.rcky) == cookies) else {
+                break;
+            };
             match payload {
                 Payload::Notify(n) => self.on_notify(now, pidx, n),
                 Payload::Delete(d) => self.on_delete(d),
@@ -2291,7 +2314,9 @@ impl Ikev1Session {
                 self.send_informational(now, pidx, vec![ack]);
             }
             NotifyType::R_U_THERE_ACK => {}
-            NotifyType::INITIAL_CONTACT => self.initial_contact(pidx),
+            NotifyType::INITIAL_CONTACT => {
+                self.initial_contact(pidx);
+            }
             NotifyType::NO_PROPOSAL_CHOSEN => {
                 let before = self.qms.len();
                 self.drop_pending_quick_modes(&n.spi);

@@ -866,3 +866,125 @@ fn tunnel_config_gives_settings() {
     let session = Ikev1Session::new(s, Timestamp::ZERO, Box::new(SeededEntropy::new(1))).unwrap();
     is_send(&session);
 }
+
+#[test]
+fn restarted_peer_sends_initial_contact_and_old_sas_go() {
+    let mut p = Pair::aws("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+    p.connect();
+    let (_, old_b) = assert_up(&p);
+    // A restarts with no memory of its SAs and connects again.
+    let st = p.a.settings().clone();
+    p.a = Ikev1Session::new(st, p.now, Box::new(SeededEntropy::new(99))).unwrap();
+    p.a_events.clear();
+    p.connect();
+    let deleted_by_peer = |sa_is_child: bool| {
+        p.b_events.iter().any(|e| match e {
+            Ikev1Event::Deleted {
+                sa: DeletedSa::Child { inbound_spi, .. },
+                reason: DeleteReason::Peer,
+            } => sa_is_child && *inbound_spi == old_b.inbound_spi,
+            Ikev1Event::Deleted {
+                sa: DeletedSa::Phase1 { .. },
+                reason: DeleteReason::Peer,
+            } => !sa_is_child,
+            _ => false,
+        })
+    };
+    assert!(
+        deleted_by_peer(true) && deleted_by_peer(false),
+        "{:?}",
+        p.b_events
+    );
+    assert_eq!((p.b.phase1_count(), p.b.child_sas().count()), (1, 1));
+    let (na, nb) = (children(&p.a_events), children(&p.b_events));
+    esp_round_trip(na.last().unwrap(), nb.last().unwrap());
+    esp_round_trip(nb.last().unwrap(), na.last().unwrap());
+}
+
+/// Authenticated Informationals with arbitrary notifications and deletes
+/// (right and wrong SPIs, several per message) never panic the receiver.
+#[test]
+fn arbitrary_authenticated_informationals_never_panic() {
+    use super::wire::{DeletePayload, NotifyPayload, NotifyType, Payload, ProtocolId};
+    let mut runner = TestRunner::new(Config::with_cases(48));
+    let item = (0u8..2, 0usize..8, 0usize..5, any::<u16>(), any::<u8>());
+    let strategy = proptest::collection::vec(item, 1..5);
+    runner
+        .run(&strategy, |items| {
+            let mut p = Pair::aws("aes128-sha1-modp1024", "aes128-sha1-modp1024");
+            p.connect();
+            let Some(Ikev1Event::PhaseOneUp {
+                initiator_cookie,
+                responder_cookie,
+                ..
+            }) = p.a_events.first().cloned()
+            else {
+                panic!("not up")
+            };
+            let child = children(&p.a_events)[0].clone();
+            let mut cookies = initiator_cookie.to_vec();
+            cookies.extend_from_slice(&responder_cookie);
+            let spis = [
+                cookies.clone(),
+                child.inbound_spi.to_be_bytes().to_vec(),
+                child.outbound_spi.to_be_bytes().to_vec(),
+                vec![],
+                vec![9; 7],
+            ];
+            let types = [
+                NotifyType::R_U_THERE,
+                NotifyType::R_U_THERE_ACK,
+                NotifyType::INITIAL_CONTACT,
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                NotifyType::INVALID_ID_INFORMATION,
+                NotifyType::INVALID_SPI,
+                NotifyType::RESPONDER_LIFETIME,
+                NotifyType(0),
+            ];
+            let payloads: Vec<Payload> = items
+                .into_iter()
+                .map(|(kind, t, s, raw, proto)| {
+                    let spi = spis[s].clone();
+                    let protocol = match proto % 3 {
+                        0 => ProtocolId::ISAKMP,
+                        1 => ProtocolId::ESP,
+                        _ => ProtocolId(proto),
+                    };
+                    if kind == 0 {
+                        let ty = if t == 7 { NotifyType(raw) } else { types[t] };
+                        Payload::Notify(NotifyPayload::new(
+                            protocol,
+                            ty,
+                            spi,
+                            raw.to_be_bytes().to_vec(),
+                        ))
+                    } else {
+                        Payload::Delete(DeletePayload {
+                            doi: 1,
+                            protocol,
+                            spi_size: spi.len() as u8,
+                            spis: vec![spi],
+                        })
+                    }
+                })
+                .collect();
+            p.a.send_informational_for_test(p.now, payloads);
+            p.drive();
+            // Whatever happened, both sides keep working: a fresh connect
+            // (if anything was torn down) or a rekey gets a usable child.
+            p.run_for(Duration::from_secs(5));
+            if p.a.is_established() && p.b.is_established() {
+                p.a.rekey_child(p.now).ok();
+            } else {
+                p.a.close(p.now);
+                p.b.close(p.now);
+                p.a.connect(p.now).unwrap();
+            }
+            p.run_for(Duration::from_secs(20));
+            let (na, nb) = (children(&p.a_events), children(&p.b_events));
+            prop_assert!(na.len() >= 2 && !nb.is_empty());
+            esp_round_trip(na.last().unwrap(), nb.last().unwrap());
+            Ok(())
+        })
+        .unwrap();
+}
