@@ -12,6 +12,7 @@
 //! the module within the stable ABI of Python 3.9, which lacks the buffer
 //! protocol.
 
+mod bgp;
 mod config;
 
 use core::time::Duration;
@@ -771,6 +772,8 @@ fn _vpn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SaExpiredError", ex.expired.bind(py))?;
     m.add_class::<EspSa>()?;
     m.add_class::<config::Config>()?;
+    m.add_class::<bgp::BgpSpeaker>()?;
+    m.add_class::<bgp::BgpEvent>()?;
     m.add_function(wrap_pyfunction!(encryption_algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(integrity_algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(key_length, m)?)?;

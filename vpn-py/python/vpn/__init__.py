@@ -1,5 +1,6 @@
-"""Embeddable sans-IO site-to-site VPN stack: the ESP data plane and the
-connection configuration (:class:`Config`).
+"""Embeddable sans-IO site-to-site VPN stack: the ESP data plane, the
+connection configuration (:class:`Config`) and a BGP speaker
+(:class:`BgpSpeaker`).
 
 >>> import vpn
 >>> sa = vpn.EspSa(0x1000, "aes256gcm16", bytes(36))
@@ -10,6 +11,13 @@ True
 >>> cfg = vpn.Config.from_file("examples/connection.toml")  # doctest: +SKIP
 >>> cfg.validate()  # raises vpn.ConfigError(.field, .errors)  # doctest: +SKIP
 
+>>> bgp = vpn.BgpSpeaker(65000, "10.0.0.1")
+>>> bgp.add_neighbor("169.254.10.1", 64512, policy="all")
+0
+>>> bgp.announce("10.1.0.0/16")
+>>> bgp.rib()
+[('10.1.0.0/16', None)]
+
 Errors derive from :class:`VpnError`; configuration errors are also
 :class:`ValueError`. Key bytes and pre-shared keys never appear in messages
 or reprs.
@@ -17,6 +25,8 @@ or reprs.
 
 from ._vpn import (
     AuthenticationError,
+    BgpEvent,
+    BgpSpeaker,
     BufferTooSmallError,
     Config,
     ConfigError,
@@ -32,6 +42,8 @@ from ._vpn import (
 
 __all__ = [
     "AuthenticationError",
+    "BgpEvent",
+    "BgpSpeaker",
     "BufferTooSmallError",
     "Config",
     "ConfigError",
