@@ -17,6 +17,7 @@
 //!      side): validates the header, decodes every path attribute into owned values
 //!      and the NLRI into a `Vec<NetworkPrefix>`; we then iterate every announced
 //!      prefix and fold address and length into the same checksum.
+//!
 //!    Both checksums and prefix counts must agree, which proves the work matched.
 //!    Criterion measures both on a 100,000-prefix slice of the table; the headline
 //!    prefixes/s figures come from an interleaved pass over the full 1M-prefix

@@ -1303,10 +1303,8 @@ mod tests {
         let mut buf = vec![0 as c_char; n];
         let mut m = 0usize;
         // SAFETY: buffer of `n` bytes.
-        assert_eq!(
-            unsafe { vpn_bgp_speaker_rib(s.0, buf.as_mut_ptr(), n, &mut m) },
-            VPN_OK
-        );
+        let r = unsafe { vpn_bgp_speaker_rib(s.0, buf.as_mut_ptr(), n, &mut m) };
+        assert_eq!(r, VPN_OK);
         assert_eq!(m + 1, n);
         text(&buf)
     }
