@@ -7,9 +7,14 @@
 //! - [`ts`]: traffic selectors and their narrowing.
 
 pub mod auth;
+pub mod sa;
 pub mod settings;
 pub mod sk;
 pub mod ts;
 pub mod wire;
 
+pub use sa::{ChildParams, IkeState, Ikev2Session, Outgoing, SessionEvent, SessionStatus};
 pub use settings::{DpdSettings, Identity, Ikev2Settings, LifetimeSettings, RetransmitSettings};
+
+#[cfg(test)]
+mod tests;
