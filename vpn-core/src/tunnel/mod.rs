@@ -526,6 +526,17 @@ impl Tunnel {
         self.drain_session(now);
     }
 
+    /// Deletes the outbound child SA (IKE tunnels), keeping the IKE SA.
+    pub fn delete_child(&mut self, now: Timestamp) {
+        let Some(spi) = self.child_sa().map(ChildSa::inbound_spi) else {
+            return;
+        };
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            session.delete_child(now, spi, rng);
+        }
+        self.drain_session(now);
+    }
+
     /// Rekeys the IKE SA now.
     pub fn rekey_ike(&mut self, now: Timestamp) {
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {

@@ -304,6 +304,8 @@ pub struct Ikev2Session {
     pending_failure: Option<DownReason>,
     /// Our inbound SPIs of child SAs to delete when the window is free.
     delete_queue: Vec<u32>,
+    /// The peer deleted the old IKE SA: drop it after answering.
+    old_deleted: bool,
     /// Where the peer's IKE messages on port 500 and 4500 come from.
     peer_500: SocketAddr,
     peer_4500: SocketAddr,
@@ -392,6 +394,7 @@ impl Ikev2Session {
             active: false,
             pending_failure: None,
             delete_queue: Vec::new(),
+            old_deleted: false,
             peer_500: remote,
             peer_4500: SocketAddr::new(remote.ip(), crate::tunnel::NAT_T_PORT),
         }
@@ -534,10 +537,10 @@ impl Ikev2Session {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        for sa in [self.ike.as_ref(), self.old_ike.as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(r) = self.old_ike.as_ref().and_then(|sa| sa.request.as_ref()) {
+            add(Some(r.next_at));
+        }
+        if let Some(sa) = &self.ike {
             if let Some(r) = &sa.request {
                 add(Some(r.next_at));
                 add(r.give_up_at);
@@ -1501,7 +1504,10 @@ pub fn rekey_time(
     fuzz_percent: u8,
     entropy: &mut dyn Entropy,
 ) -> Duration {
-    let fuzz_max = margin.as_millis() as u64 * u64::from(fuzz_percent) / 100;
+    // A margin as long as the lifetime would rekey at once, forever.
+    let margin = margin.min(lifetime / 2);
+    let fuzz_max = (margin.as_millis() as u64 * u64::from(fuzz_percent) / 100)
+        .min((lifetime.saturating_sub(margin) / 2).as_millis() as u64);
     let fuzz = if fuzz_max == 0 {
         0
     } else {
@@ -1699,6 +1705,9 @@ impl Ikev2Session {
                     });
                 }
             }
+            if core::mem::take(&mut self.old_deleted) {
+                self.old_ike = None;
+            }
             self.apply_pending_failure();
         }
         true
@@ -1804,7 +1813,8 @@ impl Ikev2Session {
             match d.protocol {
                 ProtocolId::IKE => {
                     if which == Which::Old {
-                        self.old_ike = None;
+                        // Dropped once the (empty) answer is sealed.
+                        self.old_deleted = true;
                     } else {
                         self.pending_failure = Some(DownReason::PeerDeleted);
                     }
@@ -1834,6 +1844,14 @@ impl Ikev2Session {
     // -----------------------------------------------------------------
     // CREATE_CHILD_SA
     // -----------------------------------------------------------------
+
+    /// Deletes the child SA with this inbound SPI (INFORMATIONAL DELETE).
+    pub fn delete_child(&mut self, now: Timestamp, inbound_spi: u32, entropy: &mut dyn Entropy) {
+        if self.children.iter().any(|c| c.inbound_spi == inbound_spi) {
+            self.queue_delete_unknown(inbound_spi);
+            self.continue_work(now, entropy);
+        }
+    }
 
     /// Rekeys the child SA with this inbound SPI (lifetime or a soft limit).
     pub fn rekey_child(&mut self, now: Timestamp, inbound_spi: u32, entropy: &mut dyn Entropy) {

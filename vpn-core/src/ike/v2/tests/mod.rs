@@ -10,6 +10,7 @@ use core::time::Duration;
 
 use util::*;
 
+use crate::config::DpdAction;
 use crate::ike::v2::wire::{NotifyType, PayloadsExt};
 use crate::tunnel::{DownReason, TunnelEvent, TunnelState};
 
@@ -337,4 +338,386 @@ fn same_seed_same_transcript() {
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
+}
+
+/// Sends a packet each way every `interval` for `d`; returns the number sent each way.
+fn traffic(p: &mut Pair, d: Duration, interval: Duration) -> usize {
+    let end = p.now + d;
+    let mut n = 0;
+    while p.now < end {
+        let ab = ipv4([10, 1, 0, 5], [10, 2, 0, 7], 100, n as u8);
+        let ba = ipv4([10, 2, 0, 7], [10, 1, 0, 5], 100, n as u8);
+        assert!(p.send_inner(true, &ab), "A could not send at {:?}", p.now);
+        assert!(p.send_inner(false, &ba), "B could not send at {:?}", p.now);
+        n += 1;
+        p.run_for(interval);
+    }
+    p.run_for(SECOND);
+    n
+}
+
+fn count(events: &[TunnelEvent], f: impl Fn(&TunnelEvent) -> bool) -> usize {
+    events.iter().filter(|e| f(e)).count()
+}
+
+fn pairs_match(p: &Pair) {
+    let a = p.a.child_sa().unwrap();
+    let b = p.b.child_sa().unwrap();
+    assert_eq!(a.outbound_spi(), b.inbound_spi());
+    assert_eq!(b.outbound_spi(), a.inbound_spi());
+}
+
+fn short_child_lifetimes() -> Config {
+    let mut cfg = Config::default();
+    cfg.a.lifetimes.child = Duration::from_secs(60);
+    cfg.a.lifetimes.margin = Duration::from_secs(10);
+    cfg.a.lifetimes.fuzz_percent = 0;
+    cfg.b.lifetimes.child = Duration::from_secs(120);
+    cfg.b.lifetimes.margin = Duration::from_secs(10);
+    cfg.b.lifetimes.fuzz_percent = 0;
+    cfg
+}
+
+#[test]
+fn child_rekey_under_continuous_traffic_loses_nothing() {
+    let mut p = established(short_child_lifetimes());
+    let first = p.a.child_sa().unwrap().inbound_spi();
+    let sent = traffic(&mut p, Duration::from_secs(80), Duration::from_millis(50));
+    assert_eq!(p.b_inner.len(), sent, "A→B lost packets");
+    assert_eq!(p.a_inner.len(), sent, "B→A lost packets");
+    assert_eq!(
+        count(&p.a_events, |e| matches!(
+            e,
+            TunnelEvent::ChildSaRekeyed { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&p.b_events, |e| matches!(
+            e,
+            TunnelEvent::ChildSaRekeyed { .. }
+        )),
+        1
+    );
+    assert_ne!(p.a.child_sa().unwrap().inbound_spi(), first);
+    assert_eq!(p.a.child_sas().count(), 1);
+    assert_eq!(p.b.child_sas().count(), 1);
+    pairs_match(&p);
+    assert!(p.both_up());
+}
+
+#[test]
+fn child_rekey_with_pfs() {
+    let mut cfg = short_child_lifetimes();
+    cfg.a.esp_proposals = crate::ike::proposal::parse_esp_proposals("aes256gcm16-ecp256").unwrap();
+    cfg.b.esp_proposals = crate::ike::proposal::parse_esp_proposals("aes256gcm16-ecp256").unwrap();
+    let mut p = established(cfg);
+    p.run_for(Duration::from_secs(55));
+    let rekey = p
+        .ike_messages()
+        .into_iter()
+        .find(|s| {
+            s.ike_header().is_some_and(|h| {
+                h.exchange_type == crate::ike::v2::wire::ExchangeType::CREATE_CHILD_SA
+            })
+        })
+        .is_some();
+    assert!(rekey);
+    assert!(p.ping());
+    pairs_match(&p);
+}
+
+#[test]
+fn soft_packet_limit_triggers_a_rekey() {
+    let mut cfg = Config::default();
+    cfg.a.lifetimes.child_soft_packets = Some(20);
+    let mut p = established(cfg);
+    let sent = traffic(&mut p, Duration::from_secs(2), Duration::from_millis(100));
+    assert_eq!(p.b_inner.len(), sent);
+    assert!(
+        count(&p.a_events, |e| matches!(
+            e,
+            TunnelEvent::ChildSaRekeyed { .. }
+        )) >= 1
+    );
+    assert!(p.ping());
+}
+
+#[test]
+fn ike_rekey_moves_children_and_keeps_working() {
+    let mut cfg = Config::default();
+    cfg.a.lifetimes.ike = Duration::from_secs(100);
+    cfg.a.lifetimes.margin = Duration::from_secs(10);
+    cfg.a.lifetimes.fuzz_percent = 0;
+    let mut p = established(cfg);
+    let sent = traffic(&mut p, Duration::from_secs(85), Duration::from_millis(500));
+    let sent = sent + traffic(&mut p, Duration::from_secs(10), Duration::from_millis(500));
+
+    assert_eq!(p.b_inner.len(), sent);
+    assert_eq!(p.a_inner.len(), sent);
+    assert_eq!(
+        count(&p.a_events, |e| matches!(
+            e,
+            TunnelEvent::IkeSaRekeyed { .. }
+        )),
+        1
+    );
+    assert_eq!(
+        count(&p.b_events, |e| matches!(
+            e,
+            TunnelEvent::IkeSaRekeyed { .. }
+        )),
+        1
+    );
+    // The new IKE SA negotiates a child rekey and answers liveness checks.
+    p.a.rekey_child(p.now);
+    p.pump();
+    p.run_for(SECOND);
+    assert_eq!(
+        count(&p.a_events, |e| matches!(
+            e,
+            TunnelEvent::ChildSaRekeyed { .. }
+        )),
+        1
+    );
+    p.run_for(Duration::from_secs(60));
+    assert!(p.both_up());
+    assert!(p.ping());
+    pairs_match(&p);
+    assert_eq!(p.a.metrics().ike_rekeys, 1);
+}
+
+#[test]
+fn simultaneous_child_rekeys_resolve_to_one_pair() {
+    for seed in 1..6 {
+        let mut cfg = Config::default();
+        cfg.seed = seed;
+        let mut p = established(cfg);
+        let now = p.now;
+        p.a.rekey_child(now);
+        p.b.rekey_child(now);
+        p.pump();
+        p.run_for(Duration::from_secs(10));
+        assert_eq!(p.a.child_sas().count(), 1, "seed {seed}");
+        assert_eq!(p.b.child_sas().count(), 1, "seed {seed}");
+        pairs_match(&p);
+        assert!(p.ping(), "seed {seed}");
+        assert!(p.both_up());
+    }
+}
+
+#[test]
+fn delete_crossing_a_rekey_removes_the_child() {
+    let mut p = established(Config::default());
+    let now = p.now;
+    p.a.rekey_child(now);
+    p.b.delete_child(now);
+    p.pump();
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(p.a.child_sas().count(), 0);
+    assert_eq!(p.b.child_sas().count(), 0);
+    assert!(p.a.metrics().ike_sa_up && p.b.metrics().ike_sa_up);
+    assert_eq!(Pair::down_reason(&p.a_events), None);
+}
+
+fn cut_network_after(p: &mut Pair) {
+    p.filter = Box::new(|_| Fate::Drop);
+}
+
+#[test]
+fn dpd_timeout_clear() {
+    let mut p = established(Config::default());
+    cut_network_after(&mut p);
+    let t0 = p.now;
+    p.run_for(Duration::from_secs(60));
+    assert_eq!(Pair::down_reason(&p.a_events), Some(DownReason::DpdTimeout));
+    let at =
+        p.a.metrics()
+            .last_state_change
+            .unwrap()
+            .saturating_since(t0);
+    // 10 s of silence, then 30 s without an answer.
+    assert!(
+        at >= Duration::from_secs(39) && at <= Duration::from_secs(41),
+        "{at:?}"
+    );
+    assert_eq!(p.a.state(), TunnelState::Down);
+}
+
+#[test]
+fn dpd_timeout_restart_reconnects() {
+    let mut cfg = Config::default();
+    cfg.a.dpd.action = DpdAction::Restart;
+    let mut p = established(cfg);
+    cut_network_after(&mut p);
+    p.run_for(Duration::from_secs(42));
+    assert_eq!(Pair::down_reason(&p.a_events), Some(DownReason::DpdTimeout));
+    assert_eq!(p.a.state(), TunnelState::Connecting);
+    p.filter = Box::new(|_| Fate::Deliver);
+    p.run_for(Duration::from_secs(30));
+    assert!(p.both_up(), "{:?}", p.b_events);
+    assert!(p.ping());
+    pairs_match(&p);
+}
+
+#[test]
+fn dpd_timeout_none_keeps_the_sas() {
+    let mut cfg = Config::default();
+    cfg.a.dpd.action = DpdAction::None;
+    cfg.b.dpd.action = DpdAction::None;
+    let mut p = established(cfg);
+    cut_network_after(&mut p);
+    p.run_for(Duration::from_secs(60));
+    assert!(count(&p.a_events, |e| matches!(e, TunnelEvent::DeadPeerDetected)) >= 1);
+    assert_eq!(Pair::down_reason(&p.a_events), None);
+    p.filter = Box::new(|_| Fate::Deliver);
+    assert!(p.ping());
+    assert!(p.both_up());
+}
+
+#[test]
+fn idle_tunnel_stays_up_through_liveness_checks() {
+    let mut p = established(Config::default());
+    p.run_for(Duration::from_secs(300));
+    assert!(p.both_up());
+    let informational = p
+        .ike_messages()
+        .into_iter()
+        .filter(|s| {
+            s.ike_header().is_some_and(|h| {
+                h.exchange_type == crate::ike::v2::wire::ExchangeType::INFORMATIONAL
+            })
+        })
+        .count();
+    assert!(informational >= 20, "{informational}");
+    assert!(p.ping());
+}
+
+#[test]
+fn peer_delete_takes_the_tunnel_down() {
+    let mut p = established(Config::default());
+    p.a.close(p.now);
+    p.pump();
+    p.run_for(SECOND);
+    assert_eq!(Pair::down_reason(&p.a_events), Some(DownReason::Closed));
+    assert_eq!(
+        Pair::down_reason(&p.b_events),
+        Some(DownReason::PeerDeleted)
+    );
+    assert_eq!(p.b.state(), TunnelState::Down);
+    assert!(Pair::down_reason(&p.b_events)
+        .unwrap()
+        .to_string()
+        .contains("peer deleted"));
+}
+
+#[test]
+fn nat_is_detected_and_everything_moves_to_4500() {
+    let mut cfg = Config::default();
+    cfg.nat = true;
+    cfg.a.dpd.interval = Duration::ZERO;
+    cfg.b.dpd.interval = Duration::ZERO;
+    let mut p = established(cfg);
+    assert!(p.a_events.contains(&TunnelEvent::NatDetected {
+        local: true,
+        remote: false
+    }));
+    assert!(p.b_events.contains(&TunnelEvent::NatDetected {
+        local: false,
+        remote: true
+    }));
+    let ike = p.ike_messages();
+    assert_eq!(ike[0].dst.port(), 500);
+    // IKE_AUTH and its response on 4500 with the non-ESP marker.
+    assert_eq!(ike[2].dst.port(), 4500);
+    assert_eq!(ike[2].src.port(), 31001);
+    assert_eq!(&ike[2].bytes[..4], &[0, 0, 0, 0]);
+    assert_eq!(ike[3].dst.port(), 31001);
+    assert!(p.ping());
+    let esp: Vec<_> = p.transcript.iter().filter(|s| s.is_esp()).collect();
+    assert!(esp
+        .iter()
+        .all(|s| s.dst.port() == 4500 || s.dst.port() == 31001));
+    p.run_for(Duration::from_secs(65));
+    assert!(p.a.metrics().nat_keepalives_out >= 3);
+    assert!(p.b.metrics().nat_keepalives_in >= 3);
+    assert_eq!(p.b.metrics().nat_keepalives_out, 0);
+    assert!(p.a.metrics().nat_t && p.b.metrics().nat_t);
+    assert!(p.ping());
+}
+
+#[test]
+fn forced_encapsulation_fakes_nat_detection() {
+    let mut cfg = Config::default();
+    cfg.a.force_encapsulation = true;
+    let mut p = established(cfg);
+    assert!(p.b_events.contains(&TunnelEvent::NatDetected {
+        local: false,
+        remote: true
+    }));
+    let ike = p.ike_messages();
+    assert_eq!(ike[2].dst.port(), 4500);
+    assert!(p.ping());
+}
+
+#[test]
+fn rekeys_and_liveness_work_behind_nat() {
+    let mut cfg = short_child_lifetimes();
+    cfg.nat = true;
+    let mut p = established(cfg);
+    let sent = traffic(&mut p, Duration::from_secs(70), Duration::from_millis(200));
+    assert_eq!(p.b_inner.len(), sent);
+    assert_eq!(p.a_inner.len(), sent);
+    p.a.rekey_ike(p.now);
+    p.pump();
+    p.run_for(Duration::from_secs(60));
+    assert!(p.both_up());
+    assert!(p.ping());
+}
+
+#[test]
+fn simultaneous_ike_rekeys_resolve() {
+    for seed in 1..4 {
+        let mut cfg = Config::default();
+        cfg.seed = seed;
+        let mut p = established(cfg);
+        let now = p.now;
+        p.a.rekey_ike(now);
+        p.b.rekey_ike(now);
+        p.pump();
+        p.run_for(Duration::from_secs(20));
+        let rekeys = count(&p.a_events, |e| {
+            matches!(e, TunnelEvent::IkeSaRekeyed { .. })
+        });
+        assert!(rekeys >= 1, "seed {seed}");
+        assert_eq!(
+            rekeys,
+            count(&p.b_events, |e| matches!(
+                e,
+                TunnelEvent::IkeSaRekeyed { .. }
+            ))
+        );
+        p.run_for(Duration::from_secs(60));
+        assert!(p.both_up(), "seed {seed}");
+        assert!(p.ping());
+        pairs_match(&p);
+    }
+}
+
+#[test]
+fn unknown_esp_spi_and_garbage_are_counted_not_fatal() {
+    let mut p = established(Config::default());
+    let mut junk = vec![0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 2, 3, 4, 5];
+    let from = std::net::SocketAddr::new(ip(A_IP), 4500);
+    let to = std::net::SocketAddr::new(ip(B_IP), 4500);
+    assert_eq!(
+        p.b.handle_datagram(p.now, to, from, &mut junk),
+        crate::tunnel::Received::Dropped(crate::tunnel::DropReason::UnknownSpi)
+    );
+    let mut ike_junk = vec![0u8; 40];
+    assert!(matches!(
+        p.b.handle_datagram(p.now, to, from, &mut ike_junk),
+        crate::tunnel::Received::Dropped(_)
+    ));
+    assert!(p.ping());
 }

@@ -295,7 +295,22 @@ impl Pair {
 
     /// Runs the network and both timers until `until`.
     pub fn run_until(&mut self, until: Timestamp) {
+        let mut stuck = 0;
+        let mut last = self.now;
         loop {
+            if self.now == last {
+                stuck += 1;
+                assert!(
+                    stuck < 10_000,
+                    "no progress at {:?}: timers {:?} {:?}",
+                    self.now,
+                    self.a.poll_timeout(),
+                    self.b.poll_timeout()
+                );
+            } else {
+                stuck = 0;
+                last = self.now;
+            }
             self.pump();
             let next_delivery = self.in_flight.iter().map(|(t, _)| *t).min();
             let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()]
