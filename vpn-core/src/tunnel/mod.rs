@@ -227,6 +227,11 @@ pub enum TunnelEvent {
     },
     /// A liveness check failed and the DPD action is `none`: SAs kept.
     DeadPeerDetected,
+    /// A new IKE SA attempt from the peer failed while the established one
+    /// stays up (e.g. a wrong PSK from an impostor).
+    NegotiationFailed {
+        reason: DownReason,
+    },
 }
 
 /// A datagram to send, written at the start of the caller's buffer.
@@ -865,6 +870,10 @@ impl Tunnel {
                     self.events.push_back(TunnelEvent::DeadPeerDetected);
                 }
                 SessionEvent::DpdOk => {}
+                SessionEvent::Rejected(reason) => {
+                    self.events
+                        .push_back(TunnelEvent::NegotiationFailed { reason });
+                }
             }
         }
         self.refresh_metrics();

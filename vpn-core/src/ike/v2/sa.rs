@@ -111,8 +111,10 @@ pub enum SessionEvent {
     /// A liveness check went unanswered and the DPD action is `none`: the
     /// SAs stay.
     DeadPeer,
-    /// The peer's liveness check was answered / ours was answered.
+    /// Our liveness check was answered.
     DpdOk,
+    /// A new IKE SA attempt failed while an established one stays up.
+    Rejected(DownReason),
 }
 
 /// Phase of the session, for metrics.
@@ -618,8 +620,9 @@ impl Ikev2Session {
             }
         }
         if sa.half_open_until.is_some_and(|t| now >= t) {
-            // The initiator never finished: forget the half-open SA quietly.
-            self.ike = None;
+            // The initiator never finished: forget the half-open SA quietly
+            // (an established SA it would have replaced carries on).
+            self.ike = self.old_ike.take().filter(|old| old.established);
             return;
         }
         if sa.expire_at.is_some_and(|t| now >= t) {
@@ -1290,11 +1293,16 @@ impl Ikev2Session {
                 vec![notify(NotifyType::NO_PROPOSAL_CHOSEN)],
                 remote,
             );
-            self.events
-                .push_back(SessionEvent::Down(DownReason::NoProposalChosen {
-                    ours: format_list(&self.settings.ike_proposals),
-                    theirs: Some(theirs),
-                }));
+            let reason = DownReason::NoProposalChosen {
+                ours: format_list(&self.settings.ike_proposals),
+                theirs: Some(theirs),
+            };
+            // Unauthenticated: it cannot take down an SA we have.
+            self.events.push_back(if self.ike.is_some() {
+                SessionEvent::Rejected(reason)
+            } else {
+                SessionEvent::Down(reason)
+            });
             return true;
         };
         if ke.group != neg.dh.id() {
@@ -1714,9 +1722,18 @@ impl Ikev2Session {
     }
 
     fn apply_pending_failure(&mut self) {
-        if let Some(reason) = self.pending_failure.take() {
-            self.fail(reason);
+        let Some(reason) = self.pending_failure.take() else {
+            return;
+        };
+        // A new IKE SA that failed before authenticating does not get to
+        // take an established one down with it: that one carries on.
+        let half_open = self.ike.as_ref().is_some_and(|sa| !sa.established);
+        if half_open && self.old_ike.as_ref().is_some_and(|sa| sa.established) {
+            self.ike = self.old_ike.take();
+            self.events.push_back(SessionEvent::Rejected(reason));
+            return;
         }
+        self.fail(reason);
     }
 
     /// An authenticated message arrived: the peer lives, and its NAT

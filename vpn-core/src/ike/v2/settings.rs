@@ -22,14 +22,18 @@ pub enum Identity {
 }
 
 impl Identity {
-    /// An address if `s` parses as one, an e-mail address if it has an `@`,
-    /// a domain name otherwise (strongSwan's rules for `id = ...`).
+    /// An address if `s` parses as one, a domain name after a leading `@`,
+    /// an e-mail address if it has an `@` elsewhere, a domain name otherwise
+    /// (strongSwan's rules for `id = ...`).
     pub fn parse(s: &str) -> Identity {
         let s = s.trim();
         if let Ok(ip) = s.parse::<IpAddr>() {
             Identity::Ip(ip)
+        } else if let Some(fqdn) = s.strip_prefix('@') {
+            // strongSwan: `@name` forces an FQDN.
+            Identity::Fqdn(fqdn.to_string())
         } else if s.contains('@') {
-            Identity::Email(s.trim_start_matches('@').to_string())
+            Identity::Email(s.to_string())
         } else {
             Identity::Fqdn(s.to_string())
         }
@@ -230,5 +234,60 @@ impl Ikev2Settings {
             keepalive_interval: Duration::from_secs(20),
             rekey_overlap: Duration::from_secs(5),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_parse_like_strongswan() {
+        assert_eq!(
+            Identity::parse("192.0.2.1"),
+            Identity::Ip("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            Identity::parse("@vpn.example"),
+            Identity::Fqdn("vpn.example".into())
+        );
+        assert_eq!(
+            Identity::parse("ops@example.com"),
+            Identity::Email("ops@example.com".into())
+        );
+        assert_eq!(
+            Identity::parse("vpn.example"),
+            Identity::Fqdn("vpn.example".into())
+        );
+        let id = Identity::parse("VPN.example");
+        assert!(id.matches(&IdPayload::fqdn("vpn.EXAMPLE")));
+        assert!(!id.matches(&IdPayload::rfc822("vpn.example")));
+    }
+
+    #[test]
+    fn from_config_takes_aws_defaults() {
+        let cfg = TunnelConfig::new(
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+            "169.254.10.0/30".parse().unwrap(),
+            Secret::from("abcdefgh12345678"),
+        );
+        let s = Ikev2Settings::from_config(&cfg).unwrap();
+        assert_eq!(s.local_identity, Identity::Ip("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            s.remote_identity,
+            Some(Identity::Ip("198.51.100.1".parse().unwrap()))
+        );
+        assert_eq!(s.lifetimes.ike, Duration::from_secs(28800));
+        assert_eq!(s.lifetimes.child, Duration::from_secs(3600));
+        assert_eq!(s.dpd.timeout, Duration::from_secs(30));
+        assert!(!format!("{s:?}").contains("abcdefgh"));
+    }
+
+    #[test]
+    fn retransmit_waits_grow_like_strongswan() {
+        let r = RetransmitSettings::default();
+        let waits: Vec<u128> = (0..6).map(|n| r.wait(n).as_millis()).collect();
+        assert_eq!(waits, [4000, 7200, 12960, 23328, 41990, 75582]);
     }
 }

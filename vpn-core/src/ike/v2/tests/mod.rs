@@ -721,3 +721,137 @@ fn unknown_esp_spi_and_garbage_are_counted_not_fatal() {
     ));
     assert!(p.ping());
 }
+
+#[test]
+fn failed_reinitiation_does_not_take_down_an_established_sa() {
+    let mut p = established(Config::default());
+    // An impostor at A's address with the wrong key starts over.
+    let mut cfg = Config::default();
+    cfg.a.psk = crate::config::Secret::from("not.the.key");
+    cfg.seed = 99;
+    let mut impostor = Pair::new(cfg);
+    // Move the impostor's IKE_SA_INIT and IKE_AUTH to the real B by hand.
+    let mut buf = vec![0u8; 4096];
+    impostor.run_for(Duration::from_millis(1));
+    let init = impostor
+        .transcript
+        .iter()
+        .find(|s| s.from_a)
+        .unwrap()
+        .bytes
+        .clone();
+    let from = std::net::SocketAddr::new(ip(A_IP), 500);
+    let to = std::net::SocketAddr::new(ip(B_IP), 500);
+    let mut m = init.clone();
+    let _ = p.b.handle_datagram(p.now, to, from, &mut m);
+    while let Some(t) = p.b.poll_transmit(&mut buf) {
+        let mut r = buf[..t.len].to_vec();
+        let _ = impostor.a.handle_datagram(p.now, from, to, &mut r);
+    }
+    while let Some(t) = impostor.a.poll_transmit(&mut buf) {
+        let mut r = buf[..t.len].to_vec();
+        let _ = p.b.handle_datagram(p.now, to, from, &mut r);
+    }
+    p.pump();
+    assert!(p
+        .b_events
+        .iter()
+        .any(|e| matches!(e, TunnelEvent::NegotiationFailed { .. })));
+    assert!(p.both_up());
+    assert!(p.ping());
+    p.run_for(Duration::from_secs(60));
+    assert!(p.both_up());
+    assert!(p.ping());
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Input {
+        /// Random bytes on port 500 (`false`) or 4500 (`true`).
+        Raw(bool, Vec<u8>),
+        /// A recorded IKE message with one byte changed.
+        Mutated(usize, usize, u8),
+        /// A recorded IKE message replayed as is.
+        Replay(usize),
+        /// A recorded message truncated.
+        Truncated(usize, usize),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            (
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(p, b)| Input::Raw(p, b)),
+            (0..64usize, 0..400usize, any::<u8>()).prop_map(|(m, i, x)| Input::Mutated(m, i, x)),
+            (0..64usize).prop_map(Input::Replay),
+            (0..64usize, 0..400usize).prop_map(|(m, n)| Input::Truncated(m, n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_datagrams_leave_an_established_tunnel_up(
+            inputs in proptest::collection::vec(input(), 1..24)
+        ) {
+            let mut p = established(Config::default());
+            p.run_for(Duration::from_secs(15)); // a liveness exchange on record
+            let recorded: Vec<Sent> = p.transcript.clone();
+            let from_a = std::net::SocketAddr::new(ip(A_IP), 500);
+            let from_a_nat = std::net::SocketAddr::new(ip(A_IP), 4500);
+            for input in inputs {
+                let (bytes, nat_t) = match input {
+                    Input::Raw(nat_t, b) => (b, nat_t),
+                    Input::Mutated(m, i, x) => {
+                        let s = &recorded[m % recorded.len()];
+                        let mut b = s.bytes.clone();
+                        let n = b.len();
+                        if n > 0 {
+                            b[i % n] ^= x | 1;
+                        }
+                        (b, s.dst.port() == 4500)
+                    }
+                    Input::Replay(m) => {
+                        let s = &recorded[m % recorded.len()];
+                        (s.bytes.clone(), s.dst.port() == 4500)
+                    }
+                    Input::Truncated(m, n) => {
+                        let s = &recorded[m % recorded.len()];
+                        let mut b = s.bytes.clone();
+                        b.truncate(n % (b.len() + 1));
+                        (b, s.dst.port() == 4500)
+                    }
+                };
+                // Deliver to both ends, as if from the other.
+                let (src, dst) = if nat_t { (from_a_nat, 4500) } else { (from_a, 500) };
+                let mut b1 = bytes.clone();
+                let _ = p.b.handle_datagram(
+                    p.now,
+                    std::net::SocketAddr::new(ip(B_IP), dst),
+                    src,
+                    &mut b1,
+                );
+                let mut b2 = bytes;
+                let _ = p.a.handle_datagram(
+                    p.now,
+                    std::net::SocketAddr::new(ip(A_IP), dst),
+                    std::net::SocketAddr::new(ip(B_IP), dst),
+                    &mut b2,
+                );
+                p.pump();
+                p.run_for(Duration::from_millis(50));
+            }
+            prop_assert!(p.both_up(), "a {:?}\nb {:?}", p.a_events, p.b_events);
+            prop_assert!(p.ping());
+            p.run_for(Duration::from_secs(40));
+            prop_assert!(p.both_up());
+            prop_assert!(p.ping());
+        }
+    }
+}
