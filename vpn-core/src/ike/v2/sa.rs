@@ -308,6 +308,8 @@ pub struct Ikev2Session {
     delete_queue: Vec<u32>,
     /// The peer deleted the old IKE SA: drop it after answering.
     old_deleted: bool,
+    /// The IKE SA the peer's rekey created while ours was running.
+    collided_ike: Option<IkeSa>,
     /// Where the peer's IKE messages on port 500 and 4500 come from.
     peer_500: SocketAddr,
     peer_4500: SocketAddr,
@@ -397,6 +399,7 @@ impl Ikev2Session {
             pending_failure: None,
             delete_queue: Vec::new(),
             old_deleted: false,
+            collided_ike: None,
             peer_500: remote,
             peer_4500: SocketAddr::new(remote.ip(), crate::tunnel::NAT_T_PORT),
         }
@@ -433,6 +436,16 @@ impl Ikev2Session {
             .and_then(|sa| sa.request.as_ref())
             .is_some_and(|r| matches!(r.pending, Pending::Dpd));
         s
+    }
+
+    /// The SPIs (initiator's, responder's) of the current IKE SA.
+    pub fn ike_spis(&self) -> Option<(u64, u64)> {
+        self.ike.as_ref().map(|sa| (sa.spi_i, sa.spi_r))
+    }
+
+    /// Whether an IKE SA replaced by a rekey is still waiting for deletion.
+    pub fn has_old_ike_sa(&self) -> bool {
+        self.old_ike.is_some()
     }
 
     /// Whether IKE uses port 4500 (and ESP is UDP-encapsulated for NAT).
@@ -509,6 +522,7 @@ impl Ikev2Session {
     fn reset(&mut self) {
         self.ike = None;
         self.old_ike = None;
+        self.collided_ike = None;
         for c in self.children.drain(..) {
             self.events.push_back(SessionEvent::ChildDeleted {
                 inbound_spi: c.inbound_spi,
@@ -1819,10 +1833,10 @@ impl Ikev2Session {
 
     fn handle_informational(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         which: Which,
         p: &[Payload],
-        _entropy: &mut dyn Entropy,
+        entropy: &mut dyn Entropy,
     ) -> Vec<Payload> {
         let mut out = Vec::new();
         let mut deleted_esp = Vec::new();
@@ -1831,6 +1845,11 @@ impl Ikev2Session {
                 ProtocolId::IKE => {
                     if which == Which::Old {
                         // Dropped once the (empty) answer is sealed.
+                        self.old_deleted = true;
+                    } else if let Some(theirs) = self.collided_ike.take() {
+                        // Colliding IKE rekeys: the peer's won and it
+                        // deletes the old SA before our exchange ended.
+                        self.switch_ike(now, theirs, entropy);
                         self.old_deleted = true;
                     } else {
                         self.pending_failure = Some(DownReason::PeerDeleted);
@@ -2244,9 +2263,18 @@ impl Ikev2Session {
         p: &[Payload],
         entropy: &mut dyn Entropy,
     ) -> Vec<Payload> {
+        let pending = self
+            .ike
+            .as_ref()
+            .and_then(|s| s.request.as_ref())
+            .map(|r| &r.pending);
+        // Both ends rekeying the IKE SA at once (RFC 7296 §2.8.2): answer as
+        // usual and let the nonces pick the survivor when ours completes.
+        let colliding = matches!(pending, Some(Pending::RekeyIke { .. }));
         let busy = self.old_ike.is_some()
+            || self.collided_ike.is_some()
             || self.children.iter().any(|c| c.rekeying)
-            || self.ike.as_ref().is_some_and(|s| s.request.is_some());
+            || (pending.is_some() && !colliding);
         if busy {
             return vec![notify(NotifyType::TEMPORARY_FAILURE)];
         }
@@ -2297,7 +2325,11 @@ impl Ikev2Session {
                 data: dh.public_value().to_vec(),
             }),
         ];
-        self.switch_ike(now, new, entropy);
+        if colliding {
+            self.collided_ike = Some(new);
+        } else {
+            self.switch_ike(now, new, entropy);
+        }
         out
     }
 
@@ -2364,6 +2396,29 @@ impl Ikev2Session {
             return;
         };
         new.keys = Some(keys);
+        if let Some(theirs) = self.collided_ike.take() {
+            // RFC 7296 §2.8.2: the rekey whose exchange has the lowest nonce
+            // made the redundant SA, and its initiator deletes it; the other
+            // initiator deletes the old SA.
+            let min = |sa: &IkeSa| core::cmp::min(sa.ni.clone(), sa.nr.clone());
+            if min(&new) < min(&theirs) {
+                if let Some(bytes) = new.seal(
+                    ExchangeType::INFORMATIONAL,
+                    false,
+                    0,
+                    &[Payload::Delete(DeletePayload::ike())],
+                    entropy,
+                ) {
+                    self.transmits.push_back(Outgoing {
+                        bytes,
+                        nat_t: self.nat_t,
+                        to: None,
+                    });
+                }
+                self.switch_ike(now, theirs, entropy);
+                return;
+            }
+        }
         self.switch_ike(now, new, entropy);
         // Delete the old IKE SA on the old SA.
         let nat_t = self.nat_t;
