@@ -1269,9 +1269,21 @@ impl Ikev2Session {
                 return true;
             }
             if sa.initiator && !sa.established {
-                // Both sides initiating: keep ours, the peer will answer it.
-                return false;
+                // Both sides initiating at once: the initiation with the
+                // higher SPI goes on, the other side answers it instead.
+                if sa.spi_i > msg.header.spi_i {
+                    return false;
+                }
+                self.ike = None;
             }
+        }
+        // A late copy of the request that made an SA we already have.
+        let known = [self.ike.as_ref(), self.old_ike.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|sa| !sa.initiator && sa.spi_i == msg.header.spi_i);
+        if known {
+            return true;
         }
         let p = &msg.payloads;
         let (Some(sa_p), Some(ke), Some(ni)) = (p.sa(), p.ke(), valid_nonce(p.nonce())) else {

@@ -986,3 +986,34 @@ fn simultaneous_ike_rekeys_with_a_late_response() {
         assert_eq!(Pair::down_reason(&p.a_events), None);
     }
 }
+
+#[test]
+fn both_ends_initiating_at_once_make_one_ike_sa() {
+    for seed in 1..5 {
+        let mut cfg = Config::default();
+        cfg.seed = seed;
+        cfg.b.startup_action = crate::config::StartupAction::Start;
+        let mut p = Pair::new(cfg);
+        p.run_for(Duration::from_secs(20));
+        assert!(p.both_up(), "seed {seed}: {:?}", p.a_events);
+        assert_eq!(p.a.ike().unwrap().ike_spis(), p.b.ike().unwrap().ike_spis());
+        pairs_match(&p);
+        assert!(p.ping());
+    }
+}
+
+#[test]
+fn a_late_copy_of_ike_sa_init_changes_nothing() {
+    let mut p = established(Config::default());
+    let init = p.ike_messages()[0].bytes.clone();
+    let spis = p.b.ike().unwrap().ike_spis();
+    let mut m = init;
+    let from = std::net::SocketAddr::new(ip(A_IP), 500);
+    let to = std::net::SocketAddr::new(ip(B_IP), 500);
+    let _ = p.b.handle_datagram(p.now, to, from, &mut m);
+    p.pump();
+    assert_eq!(p.b.ike().unwrap().ike_spis(), spis);
+    assert!(!p.b.ike().unwrap().has_old_ike_sa());
+    assert_eq!(p.ike_messages().len(), 4, "no answer to a stale request");
+    assert!(p.ping());
+}
