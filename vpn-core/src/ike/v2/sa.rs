@@ -2,7 +2,7 @@
 //! exchanges and the child SAs it negotiates, as a sans-IO state machine.
 //!
 //! Shape:
-//! - An [`IkeSa`] is the keyed channel (SPIs, SK ciphers, message IDs). Each
+//! - An `IkeSa` is the keyed channel (SPIs, SK ciphers, message IDs). Each
 //!   one runs at most one request of ours at a time (window size 1) with
 //!   retransmission, and answers the peer's requests in order, caching the
 //!   last response so that a retransmitted request gets identical bytes.

@@ -1017,3 +1017,9 @@ fn a_late_copy_of_ike_sa_init_changes_nothing() {
     assert_eq!(p.ike_messages().len(), 4, "no answer to a stale request");
     assert!(p.ping());
 }
+
+#[test]
+fn tunnel_is_send() {
+    fn send<T: Send>() {}
+    send::<crate::tunnel::Tunnel>();
+}
