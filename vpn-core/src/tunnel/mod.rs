@@ -136,8 +136,10 @@ pub enum TunnelState {
 }
 
 /// Why a tunnel went down, named so that an operator can act on it.
-/// Never carries key material.
+/// Never carries key material. New causes may be added: match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DownReason {
     /// [`Tunnel::close`] was called.
     Closed,
@@ -197,8 +199,10 @@ impl fmt::Display for DownReason {
     }
 }
 
-/// Something the tunnel's owner may want to know or act on.
+/// Something the tunnel's owner may want to know or act on. New events may
+/// be added: match with a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TunnelEvent {
     StateChanged {
         from: TunnelState,

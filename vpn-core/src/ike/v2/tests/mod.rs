@@ -1023,3 +1023,26 @@ fn tunnel_is_send() {
     fn send<T: Send>() {}
     send::<crate::tunnel::Tunnel>();
 }
+
+#[test]
+fn restarted_initiator_replaces_the_old_sas_with_initial_contact() {
+    let mut p = established(Config::default());
+    let old_b_in = p.b.child_sa().unwrap().inbound_spi();
+    p.restart_a(
+        ike("aes256gcm16-prfsha256-ecp256", "aes256gcm16", true),
+        "10.1.0.0/16",
+        "10.2.0.0/16",
+        77,
+    );
+    p.run_for(SECOND);
+    assert!(p.both_up());
+    assert_ne!(p.b.child_sa().unwrap().inbound_spi(), old_b_in);
+    assert!(p.b_events.contains(&TunnelEvent::ChildSaDeleted {
+        inbound_spi: old_b_in
+    }));
+    assert!(!p.b.ike().unwrap().has_old_ike_sa());
+    assert!(p.ping());
+    pairs_match(&p);
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(p.b.child_sas().count(), 1);
+}
