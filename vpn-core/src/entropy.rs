@@ -53,6 +53,13 @@ impl SeededEntropy {
     pub fn new(seed: u64) -> Self {
         SeededEntropy(ChaCha20Rng::seed_from_u64(seed))
     }
+
+    /// A ChaCha20 stream keyed with 256 bits drawn from another source: a
+    /// deterministic random bit generator an object can own when it was
+    /// handed entropy only by reference.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        SeededEntropy(ChaCha20Rng::from_seed(seed))
+    }
 }
 
 impl Entropy for SeededEntropy {

@@ -6,7 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{manual_keys, DropReason, ManualSa, Received};
 use crate::config::Prefix;
 use crate::entropy::Entropy;
-use crate::esp::{EspError, EspEvent, EspSa, EspSaConfig, Framing, InnerProtocol};
+use crate::esp::{
+    EspError, EspEvent, EspKeys, EspSa, EspSaConfig, Framing, InnerProtocol, Lifetimes, Limits,
+};
+use crate::ike::v2::ts::{self, Selector};
+use crate::ike::v2::ChildParams;
 use crate::time::Timestamp;
 
 /// ESP counters of a child SA, both directions.
@@ -19,8 +23,8 @@ pub struct ChildSaMetrics {
 pub struct ChildSa {
     outbound: EspSa,
     inbound: EspSa,
-    local_traffic: Vec<Prefix>,
-    remote_traffic: Vec<Prefix>,
+    local_traffic: Vec<Selector>,
+    remote_traffic: Vec<Selector>,
 }
 
 impl ChildSa {
@@ -48,8 +52,60 @@ impl ChildSa {
         Ok(ChildSa {
             outbound: EspSa::new(&config(outbound), manual_keys(outbound), now, entropy)?,
             inbound: EspSa::new(&config(inbound), manual_keys(inbound), now, entropy)?,
-            local_traffic,
-            remote_traffic,
+            local_traffic: ts::from_prefixes(&local_traffic),
+            remote_traffic: ts::from_prefixes(&remote_traffic),
+        })
+    }
+
+    /// The two ESP SAs of a child SA negotiated by IKE. `soft` limits ask
+    /// for a rekey; the time limits come from `params`.
+    pub(crate) fn from_params(
+        params: &ChildParams,
+        replay_window: u32,
+        soft: Limits,
+        now: Timestamp,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Self, EspError> {
+        let lifetimes = Lifetimes {
+            soft: Limits {
+                time: Some(params.soft_time),
+                ..soft
+            },
+            hard: Limits {
+                time: Some(params.hard_time),
+                ..Limits::default()
+            },
+        };
+        let config = |spi: u32| {
+            let mut c = EspSaConfig::new(spi, params.esp.encryption);
+            c.integrity = params.esp.integrity;
+            c.esn = params.esp.esn;
+            c.replay_window = replay_window;
+            c.framing = Framing::Esp;
+            c.lifetimes = lifetimes;
+            c
+        };
+        let k = &params.keys;
+        let (ours, theirs) = (
+            EspKeys {
+                encryption: &k.encr_i,
+                integrity: &k.integ_i,
+            },
+            EspKeys {
+                encryption: &k.encr_r,
+                integrity: &k.integ_r,
+            },
+        );
+        let (out_keys, in_keys) = if params.initiator {
+            (ours, theirs)
+        } else {
+            (theirs, ours)
+        };
+        Ok(ChildSa {
+            outbound: EspSa::new(&config(params.outbound_spi), out_keys, now, entropy)?,
+            inbound: EspSa::new(&config(params.inbound_spi), in_keys, now, entropy)?,
+            local_traffic: params.local_ts.clone(),
+            remote_traffic: params.remote_ts.clone(),
         })
     }
 
@@ -119,8 +175,11 @@ impl ChildSa {
         let Some((source, destination)) = inner_addresses(packet) else {
             return false;
         };
-        self.remote_traffic.iter().any(|p| p.contains(source))
-            && self.local_traffic.iter().any(|p| p.contains(destination))
+        self.remote_traffic.iter().any(|s| ts::contains(s, source))
+            && self
+                .local_traffic
+                .iter()
+                .any(|s| ts::contains(s, destination))
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {

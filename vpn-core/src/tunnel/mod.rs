@@ -14,17 +14,37 @@
 //! timeout. The data path never allocates: [`send_inner`](Tunnel::send_inner)
 //! seals in the caller's buffer and [`handle_datagram`](Tunnel::handle_datagram)
 //! opens in it.
+//!
+//! With [`Keying::Ikev2`] the tunnel runs an [`Ikev2Session`]:
+//! - [`connect`](Tunnel::connect) initiates (startup action `start`) or
+//!   starts listening as responder (`add`); either way the state becomes
+//!   `Connecting`, then `Up` once a child SA is installed.
+//! - Datagrams arriving on port 500 are IKE; on port 4500 the non-ESP marker
+//!   tells IKE from ESP (dispatched by SPI to the right child SA, including
+//!   an old inbound SA kept for a few seconds after a rekey) and from NAT
+//!   keepalives. Bind both ports and hand every datagram from either in.
+//! - [`poll_transmit`](Tunnel::poll_transmit) yields IKE messages (from the
+//!   local address on port 500, or 4500 with the marker once NAT-T is in
+//!   use) and keepalives; `Transmit::remote` is where the peer was last seen.
+//! - ESP always travels in UDP 4500 ([`send_inner`](Tunnel::send_inner)).
+//! - Randomness: [`Tunnel::with_entropy`] hands in a source for the tunnel's
+//!   life; with [`Tunnel::new`], [`connect`](Tunnel::connect) seeds a
+//!   ChaCha20 generator from the entropy passed to it. `handle_timeout`
+//!   keeps its signature.
 
 mod child;
 
+use core::fmt;
 use core::ops::Range;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use crate::config::Prefix;
-use crate::entropy::Entropy;
-use crate::esp::nat_t::{self, NatTDatagram};
-use crate::esp::{EncryptionAlgorithm, EspError, EspEvent, EspKeys, IntegrityAlgorithm};
+use crate::config::{Prefix, TunnelConfig};
+use crate::entropy::{Entropy, SeededEntropy};
+use crate::esp::nat_t::{self, NatTDatagram, NON_ESP_MARKER_LEN};
+use crate::esp::{EncryptionAlgorithm, EspError, EspEvent, EspKeys, IntegrityAlgorithm, Limits};
+use crate::ike::proposal::ProposalError;
+use crate::ike::v2::{ts, IkeState, Ikev2Session, Ikev2Settings, Outgoing, SessionEvent};
 use crate::time::Timestamp;
 
 pub use child::{ChildSa, ChildSaMetrics};
@@ -38,6 +58,8 @@ pub enum Keying {
     /// Static SAs configured by hand on both ends, like `ip xfrm state add`:
     /// no IKE, no rekeying. For labs, tests and emergencies.
     Manual(ManualKeying),
+    /// IKEv2 (RFC 7296) with a pre-shared key.
+    Ikev2(Box<Ikev2Settings>),
 }
 
 /// The two static SAs of a manually keyed tunnel. Key bytes are wiped on drop.
@@ -83,6 +105,25 @@ pub struct TunnelSettings {
     pub replay_window: u32,
 }
 
+impl TunnelSettings {
+    /// An IKEv2 tunnel from its config: outside addresses on port 500,
+    /// `local_traffic` / `remote_traffic` as given (AWS: 0.0.0.0/0 both).
+    pub fn from_config(
+        config: &TunnelConfig,
+        local_traffic: Vec<Prefix>,
+        remote_traffic: Vec<Prefix>,
+    ) -> Result<TunnelSettings, ProposalError> {
+        Ok(TunnelSettings {
+            local: SocketAddr::new(config.local_outside_address, 500),
+            remote: SocketAddr::new(config.remote_outside_address, 500),
+            keying: Keying::Ikev2(Box::new(Ikev2Settings::from_config(config)?)),
+            local_traffic,
+            remote_traffic,
+            replay_window: config.replay_window,
+        })
+    }
+}
+
 /// Where a tunnel stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TunnelState {
@@ -95,16 +136,73 @@ pub enum TunnelState {
 }
 
 /// Why a tunnel went down, named so that an operator can act on it.
+/// Never carries key material. New causes may be added: match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DownReason {
     /// [`Tunnel::close`] was called.
     Closed,
-    /// The child SA reached its hard lifetime without being replaced.
+    /// An SA reached its hard lifetime without being replaced.
     SaExpired,
+    /// The peer deleted the IKE SA.
+    PeerDeleted,
+    /// A liveness check went unanswered for the DPD timeout.
+    DpdTimeout,
+    /// A request went unanswered after this many retransmissions.
+    PeerUnreachable { retransmits: u32 },
+    /// PSK or identity mismatch (either side's verdict).
+    AuthenticationFailed { detail: &'static str },
+    /// No common proposal: what we offered, and what the peer offered
+    /// when we know it (as responder).
+    NoProposalChosen {
+        ours: String,
+        theirs: Option<String>,
+    },
+    /// The traffic selectors have no intersection.
+    TsUnacceptable,
+    /// The peer answered with this error notification.
+    PeerError { notify: String },
+    /// The peer broke the protocol.
+    Protocol(&'static str),
+    /// Something failed on our side (configuration, crypto).
+    Internal(&'static str),
 }
 
-/// Something the tunnel's owner may want to know or act on.
+impl fmt::Display for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownReason::Closed => f.write_str("closed locally"),
+            DownReason::SaExpired => f.write_str("SA expired without being rekeyed"),
+            DownReason::PeerDeleted => f.write_str("peer deleted the IKE SA"),
+            DownReason::DpdTimeout => f.write_str("dead peer detection timeout"),
+            DownReason::PeerUnreachable { retransmits } => {
+                write!(f, "peer unreachable after {retransmits} retransmits")
+            }
+            DownReason::AuthenticationFailed { detail } => {
+                write!(
+                    f,
+                    "authentication failed (pre-shared key mismatch?): {detail}"
+                )
+            }
+            DownReason::NoProposalChosen { ours, theirs } => match theirs {
+                Some(t) => write!(f, "no proposal chosen: we offered {ours}, peer offered {t}"),
+                None => write!(f, "no proposal chosen: peer accepted none of {ours}"),
+            },
+            DownReason::TsUnacceptable => {
+                f.write_str("traffic selectors unacceptable (no common inner networks)")
+            }
+            DownReason::PeerError { notify } => write!(f, "peer sent error {notify}"),
+            DownReason::Protocol(what) => write!(f, "protocol error: {what}"),
+            DownReason::Internal(what) => write!(f, "internal error: {what}"),
+        }
+    }
+}
+
+/// Something the tunnel's owner may want to know or act on. New events may
+/// be added: match with a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TunnelEvent {
     StateChanged {
         from: TunnelState,
@@ -118,6 +216,41 @@ pub enum TunnelEvent {
     /// An ESP SA needs attention (soft lifetime: rekey; hard: expired).
     Esp(EspEvent),
     Down {
+        reason: DownReason,
+    },
+    /// The IKE SA is authenticated (phase 1 up).
+    IkeSaEstablished {
+        spi_i: u64,
+        spi_r: u64,
+    },
+    /// A child SA replaced another (the old inbound SA lingers briefly).
+    ChildSaRekeyed {
+        old_inbound_spi: u32,
+        inbound_spi: u32,
+        outbound_spi: u32,
+    },
+    /// A child SA was removed.
+    ChildSaDeleted {
+        inbound_spi: u32,
+    },
+    /// The IKE SA was replaced by a rekey.
+    IkeSaRekeyed {
+        old_spi_i: u64,
+        old_spi_r: u64,
+        spi_i: u64,
+        spi_r: u64,
+    },
+    /// NAT detection: `local` we are behind a NAT (or pretend to be, to force
+    /// UDP encapsulation), `remote` the peer is.
+    NatDetected {
+        local: bool,
+        remote: bool,
+    },
+    /// A liveness check failed and the DPD action is `none`: SAs kept.
+    DeadPeerDetected,
+    /// A new IKE SA attempt from the peer failed while the established one
+    /// stays up (e.g. a wrong PSK from an impostor).
+    NegotiationFailed {
         reason: DownReason,
     },
 }
@@ -187,29 +320,101 @@ pub struct TunnelMetrics {
     pub drops_traffic_selectors: u64,
     pub drops_not_connected: u64,
     pub nat_keepalives_in: u64,
+    pub nat_keepalives_out: u64,
     pub last_state_change: Option<Timestamp>,
+    /// IKE SA established (AWS's "phase 1 up").
+    pub ike_sa_up: bool,
+    /// A child SA installed (AWS's "phase 2 up").
+    pub child_sa_up: bool,
+    /// Where IKE negotiation stands.
+    pub ike_state: Option<IkeState>,
+    /// NAT detected in front of us (or encapsulation forced) / the peer.
+    pub nat_local: bool,
+    pub nat_remote: bool,
+    /// IKE on UDP 4500.
+    pub nat_t: bool,
+    /// A liveness check is outstanding.
+    pub dpd_outstanding: bool,
+    pub dpd_timeouts: u64,
+    pub ike_retransmits: u64,
+    pub ike_rekeys: u64,
+    pub child_rekeys: u64,
+    /// IKE datagrams received that were not accepted (bad SPI, ICV, syntax).
+    pub ike_dropped: u64,
+}
+
+/// A child SA the tunnel holds.
+struct Installed {
+    sa: ChildSa,
+    /// Carries our outbound traffic.
+    active: bool,
+    /// Responder side of a rekey: becomes active on first inbound packet
+    /// or when the SA it replaces goes.
+    activate_on_inbound: bool,
+    /// Replaced: accepts inbound packets until then.
+    retire_at: Option<Timestamp>,
 }
 
 /// One tunnel to one peer.
 pub struct Tunnel {
     settings: TunnelSettings,
     state: TunnelState,
-    child: Option<ChildSa>,
+    children: Vec<Installed>,
+    ike: Option<Ikev2Session>,
+    entropy: Option<Box<dyn Entropy + Send>>,
     events: VecDeque<TunnelEvent>,
     metrics: TunnelMetrics,
+    /// Last datagram sent on port 4500 (keepalives fill silences).
+    last_nat_t_out: Timestamp,
+    keepalive_pending: bool,
+    /// A control datagram that did not fit the caller's buffer.
+    oversized: Option<Outgoing>,
+    /// The latest time any input carried.
+    last_now: Timestamp,
+}
+
+impl fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("state", &self.state)
+            .field("settings", &self.settings)
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tunnel {
+    /// A tunnel. IKE-keyed tunnels draw their randomness from a generator
+    /// seeded at [`connect`](Self::connect) from the entropy passed there;
+    /// use [`with_entropy`](Self::with_entropy) to hand one in for good.
     pub fn new(settings: TunnelSettings, now: Timestamp) -> Result<Self, TunnelError> {
         let mut tunnel = Tunnel {
             settings,
             state: TunnelState::Down,
-            child: None,
+            children: Vec::new(),
+            ike: None,
+            entropy: None,
             events: VecDeque::new(),
             metrics: TunnelMetrics::default(),
+            last_nat_t_out: now,
+            keepalive_pending: false,
+            oversized: None,
+            last_now: now,
         };
         tunnel.metrics.last_state_change = Some(now);
         Ok(tunnel)
+    }
+
+    /// A tunnel that owns its randomness (SPIs, nonces, DH keys, IVs,
+    /// rekey fuzz) for its whole life.
+    pub fn with_entropy(
+        settings: TunnelSettings,
+        now: Timestamp,
+        entropy: Box<dyn Entropy + Send>,
+    ) -> Result<Self, TunnelError> {
+        let mut t = Tunnel::new(settings, now)?;
+        t.entropy = Some(entropy);
+        Ok(t)
     }
 
     pub fn state(&self) -> TunnelState {
@@ -224,31 +429,45 @@ impl Tunnel {
         &self.settings
     }
 
-    /// The installed child SA, if any.
+    /// The child SA carrying outbound traffic, if any.
     pub fn child_sa(&self) -> Option<&ChildSa> {
-        self.child.as_ref()
+        self.outbound_child().map(|c| &c.sa)
+    }
+
+    /// All installed child SAs (including ones lingering after a rekey).
+    pub fn child_sas(&self) -> impl Iterator<Item = &ChildSa> {
+        self.children.iter().map(|c| &c.sa)
+    }
+
+    /// The IKE session, for IKE-keyed tunnels.
+    pub fn ike(&self) -> Option<&Ikev2Session> {
+        self.ike.as_ref()
+    }
+
+    fn outbound_child(&self) -> Option<&Installed> {
+        self.children.iter().rev().find(|c| c.active)
     }
 
     /// Bytes [`send_inner`](Self::send_inner) needs before the inner packet.
     pub fn headroom(&self) -> usize {
-        self.child
-            .as_ref()
+        self.child_sa()
             .map_or(ChildSa::MAX_HEADROOM, ChildSa::headroom)
     }
 
     /// Bytes that may follow the inner packet once sealed, at most.
     pub fn tailroom(&self) -> usize {
-        self.child
-            .as_ref()
+        self.child_sa()
             .map_or(ChildSa::MAX_TAILROOM, ChildSa::tailroom)
     }
 
-    /// Brings the tunnel up: starts negotiating, or installs manual SAs.
+    /// Brings the tunnel up: starts negotiating (IKE startup action
+    /// `start`), waits for the peer (`add`), or installs manual SAs.
     pub fn connect(
         &mut self,
         now: Timestamp,
         entropy: &mut dyn Entropy,
     ) -> Result<(), TunnelError> {
+        self.last_now = self.last_now.max(now);
         if self.state != TunnelState::Down {
             return Ok(());
         }
@@ -267,23 +486,89 @@ impl Tunnel {
                     inbound_spi: child.inbound_spi(),
                     outbound_spi: child.outbound_spi(),
                 });
-                self.child = Some(child);
+                self.children.push(Installed {
+                    sa: child,
+                    active: true,
+                    activate_on_inbound: false,
+                    retire_at: None,
+                });
                 self.set_state(now, TunnelState::Up);
+            }
+            Keying::Ikev2(ike) => {
+                if self.entropy.is_none() {
+                    let mut seed = [0u8; 32];
+                    entropy.fill(&mut seed);
+                    self.entropy = Some(Box::new(SeededEntropy::from_seed(seed)));
+                }
+                let Some(rng) = self.entropy.as_deref_mut() else {
+                    return Err(TunnelError::NotConnected);
+                };
+                if self.ike.is_none() {
+                    self.ike = Some(Ikev2Session::new(
+                        (**ike).clone(),
+                        self.settings.local,
+                        self.settings.remote,
+                        ts::from_prefixes(&self.settings.local_traffic),
+                        ts::from_prefixes(&self.settings.remote_traffic),
+                        rng,
+                    ));
+                }
+                if let Some(session) = self.ike.as_mut() {
+                    session.start(now, rng);
+                }
+                self.set_state(now, TunnelState::Connecting);
+                self.drain_session(now);
             }
         }
         Ok(())
     }
 
-    /// Takes the tunnel down.
+    /// Takes the tunnel down (an IKE tunnel tells the peer with a DELETE).
     pub fn close(&mut self, now: Timestamp) {
-        if self.state == TunnelState::Down {
+        if self.state == TunnelState::Down && self.children.is_empty() {
             return;
         }
-        self.child = None;
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            session.close(rng);
+            // The session reports its children gone; the tunnel reports Closed.
+            while session.poll_event().is_some() {}
+        }
+        self.children.clear();
         self.set_state(now, TunnelState::Down);
         self.events.push_back(TunnelEvent::Down {
             reason: DownReason::Closed,
         });
+        self.refresh_metrics();
+    }
+
+    /// Rekeys the outbound child SA now (IKE tunnels).
+    pub fn rekey_child(&mut self, now: Timestamp) {
+        let Some(spi) = self.child_sa().map(ChildSa::inbound_spi) else {
+            return;
+        };
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            session.rekey_child(now, spi, rng);
+        }
+        self.drain_session(now);
+    }
+
+    /// Deletes the outbound child SA (IKE tunnels), keeping the IKE SA.
+    pub fn delete_child(&mut self, now: Timestamp) {
+        let Some(spi) = self.child_sa().map(ChildSa::inbound_spi) else {
+            return;
+        };
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            session.delete_child(now, spi, rng);
+        }
+        self.drain_session(now);
+    }
+
+    /// Rekeys the IKE SA now.
+    pub fn rekey_ike(&mut self, now: Timestamp) {
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            session.rekey_ike(now, rng);
+        }
+        self.drain_session(now);
     }
 
     /// Seals the inner packet at `buf[headroom()..][..inner_len]` for the
@@ -294,14 +579,15 @@ impl Tunnel {
         buf: &mut [u8],
         inner_len: usize,
     ) -> Result<Transmit, TunnelError> {
-        let Some(child) = self.child.as_mut() else {
+        let Some(child) = self.children.iter_mut().rev().find(|c| c.active) else {
             self.metrics.drops_not_connected += 1;
             return Err(TunnelError::NotConnected);
         };
-        let len = child.seal(now, buf, inner_len)?;
+        let len = child.sa.seal(now, buf, inner_len)?;
         self.metrics.packets_out += 1;
         self.metrics.data_out_bytes += inner_len as u64;
-        self.drain_esp_events();
+        self.last_nat_t_out = now;
+        self.drain_esp_events(now);
         Ok(Transmit {
             local: self.nat_t_local(),
             remote: self.nat_t_remote(),
@@ -318,30 +604,47 @@ impl Tunnel {
         remote: SocketAddr,
         buf: &mut [u8],
     ) -> Received {
+        self.last_now = self.last_now.max(now);
         if remote.ip() != self.settings.remote.ip() {
             self.metrics.drops_unknown_peer += 1;
             return Received::Dropped(DropReason::UnknownPeer);
         }
-        let esp_len = if local.port() == NAT_T_PORT {
+        let (ike_at, esp_len) = if local.port() == NAT_T_PORT {
             match nat_t::classify(buf) {
-                NatTDatagram::Esp(esp) => esp.len(),
+                NatTDatagram::Esp(esp) => (None, esp.len()),
                 NatTDatagram::Keepalive => {
                     self.metrics.nat_keepalives_in += 1;
                     return Received::Control;
                 }
-                // IKE arrives once the tunnel negotiates its keys.
-                NatTDatagram::Ike(_) | NatTDatagram::Invalid => {
-                    return Received::Dropped(DropReason::Garbage)
+                NatTDatagram::Ike(_) => (Some(NON_ESP_MARKER_LEN), 0),
+                NatTDatagram::Invalid => {
+                    self.count_drop(DropReason::Garbage);
+                    return Received::Dropped(DropReason::Garbage);
                 }
             }
         } else {
-            return Received::Dropped(DropReason::Garbage);
+            (Some(0), 0)
         };
-        let Some(child) = self.child.as_mut() else {
-            self.metrics.drops_not_connected += 1;
-            return Received::Dropped(DropReason::NotConnected);
+        if let Some(offset) = ike_at {
+            return self.handle_ike(now, local, remote, &buf[offset..]);
+        }
+        let spi = buf
+            .get(..4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+        let Some(pos) = self
+            .children
+            .iter()
+            .position(|c| Some(c.sa.inbound_spi()) == spi)
+        else {
+            let reason = if self.children.is_empty() {
+                DropReason::NotConnected
+            } else {
+                DropReason::UnknownSpi
+            };
+            self.count_drop(reason);
+            return Received::Dropped(reason);
         };
-        let received = child.open(now, &mut buf[..esp_len]);
+        let received = self.children[pos].sa.open(now, &mut buf[..esp_len]);
         match &received {
             Received::Inner { range } => {
                 self.metrics.packets_in += 1;
@@ -350,13 +653,87 @@ impl Tunnel {
             Received::Dropped(reason) => self.count_drop(*reason),
             Received::Control => {}
         }
-        self.drain_esp_events();
+        if !matches!(received, Received::Dropped(_)) {
+            if let Some(session) = self.ike.as_mut() {
+                session.note_inbound(now);
+            }
+            if self.children[pos].activate_on_inbound {
+                self.activate(pos);
+            }
+        }
+        self.drain_esp_events(now);
         received
     }
 
-    /// Control datagrams to send (none for manual keying).
-    pub fn poll_transmit(&mut self, _buf: &mut [u8]) -> Option<Transmit> {
+    fn handle_ike(
+        &mut self,
+        now: Timestamp,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &[u8],
+    ) -> Received {
+        let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) else {
+            self.count_drop(DropReason::Garbage);
+            return Received::Dropped(DropReason::Garbage);
+        };
+        let accepted = session.handle_message(now, local, remote, msg, rng);
+        self.drain_session(now);
+        if accepted {
+            Received::Control
+        } else {
+            self.metrics.ike_dropped += 1;
+            Received::Dropped(DropReason::Garbage)
+        }
+    }
+
+    /// Control datagrams to send: IKE messages (with the non-ESP marker on
+    /// port 4500) and NAT keepalives. A datagram larger than `buf` stays
+    /// queued: see [`pending_transmit_len`](Self::pending_transmit_len).
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let next = self
+            .oversized
+            .take()
+            .or_else(|| self.ike.as_mut().and_then(Ikev2Session::poll_transmit));
+        if let Some(out) = next {
+            let marker = if out.nat_t { NON_ESP_MARKER_LEN } else { 0 };
+            let len = marker + out.bytes.len();
+            if buf.len() < len {
+                self.oversized = Some(out);
+                return None;
+            }
+            buf[..marker].fill(0);
+            buf[marker..len].copy_from_slice(&out.bytes);
+            let local = if out.nat_t {
+                self.last_nat_t_out = self.last_now;
+                self.nat_t_local()
+            } else {
+                self.settings.local
+            };
+            return Some(Transmit {
+                local,
+                remote: out.to.unwrap_or(self.settings.remote),
+                len,
+            });
+        }
+        if self.keepalive_pending && !buf.is_empty() {
+            self.keepalive_pending = false;
+            buf[0] = nat_t::NAT_KEEPALIVE[0];
+            self.metrics.nat_keepalives_out += 1;
+            return Some(Transmit {
+                local: self.nat_t_local(),
+                remote: self.nat_t_remote(),
+                len: 1,
+            });
+        }
         None
+    }
+
+    /// The size of a control datagram that did not fit the last
+    /// [`poll_transmit`](Self::poll_transmit) buffer.
+    pub fn pending_transmit_len(&self) -> Option<usize> {
+        self.oversized
+            .as_ref()
+            .map(|o| o.bytes.len() + if o.nat_t { NON_ESP_MARKER_LEN } else { 0 })
     }
 
     pub fn poll_event(&mut self) -> Option<TunnelEvent> {
@@ -364,29 +741,242 @@ impl Tunnel {
     }
 
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.child.as_ref().and_then(ChildSa::poll_timeout)
+        let children = self
+            .children
+            .iter()
+            .flat_map(|c| [c.sa.poll_timeout(), c.retire_at].into_iter().flatten());
+        let ike = self.ike.as_ref().and_then(Ikev2Session::poll_timeout);
+        children.chain(ike).chain(self.keepalive_due()).min()
+    }
+
+    fn keepalive_due(&self) -> Option<Timestamp> {
+        let session = self.ike.as_ref()?;
+        (session.behind_nat() && !self.children.is_empty())
+            .then(|| self.last_nat_t_out + session.settings().keepalive_interval)
     }
 
     /// Fires what is due. Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if let Some(child) = self.child.as_mut() {
-            child.handle_timeout(now);
+        self.last_now = self.last_now.max(now);
+        for c in &mut self.children {
+            c.sa.handle_timeout(now);
         }
-        self.drain_esp_events();
-        if self.child.as_ref().is_some_and(ChildSa::is_expired) {
-            self.child = None;
-            self.set_state(now, TunnelState::Down);
-            self.events.push_back(TunnelEvent::Down {
-                reason: DownReason::SaExpired,
-            });
+        self.drain_esp_events(now);
+        self.children
+            .retain(|c| c.retire_at.is_none_or(|t| now < t));
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            session.handle_timeout(now, rng);
+        }
+        self.drain_session(now);
+        if self.keepalive_due().is_some_and(|t| now >= t) {
+            self.keepalive_pending = true;
+            self.last_nat_t_out = now;
+        }
+        if self.children.iter().any(|c| c.sa.is_expired()) {
+            self.children.retain(|c| !c.sa.is_expired());
+            if self.children.is_empty() && self.state == TunnelState::Up {
+                self.go_down(now, DownReason::SaExpired);
+            }
+        }
+        self.refresh_metrics();
+    }
+
+    fn go_down(&mut self, now: Timestamp, reason: DownReason) {
+        self.children.clear();
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            if session.state() != IkeState::Idle {
+                session.close(rng);
+                while session.poll_event().is_some() {}
+            }
+        }
+        self.set_state(now, TunnelState::Down);
+        self.events.push_back(TunnelEvent::Down { reason });
+    }
+
+    fn activate(&mut self, pos: usize) {
+        for (i, c) in self.children.iter_mut().enumerate() {
+            c.active = i == pos;
+            if i == pos {
+                c.activate_on_inbound = false;
+            }
         }
     }
 
-    fn drain_esp_events(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            while let Some(event) = child.poll_event() {
+    /// Turns session events into child SAs and tunnel events.
+    fn drain_session(&mut self, now: Timestamp) {
+        while let Some(ev) = self.ike.as_mut().and_then(Ikev2Session::poll_event) {
+            match ev {
+                SessionEvent::IkeEstablished { spi_i, spi_r } => {
+                    self.events
+                        .push_back(TunnelEvent::IkeSaEstablished { spi_i, spi_r });
+                }
+                SessionEvent::NatDetected { local, remote } => {
+                    self.events
+                        .push_back(TunnelEvent::NatDetected { local, remote });
+                }
+                SessionEvent::ChildInstalled { params, replaces } => {
+                    let soft = self.ike.as_ref().map_or(Limits::default(), |s| {
+                        let l = &s.settings().lifetimes;
+                        Limits {
+                            bytes: l.child_soft_bytes,
+                            packets: l.child_soft_packets,
+                            time: None,
+                        }
+                    });
+                    let Some(rng) = self.entropy.as_deref_mut() else {
+                        continue;
+                    };
+                    let sa = match ChildSa::from_params(
+                        &params,
+                        self.settings.replay_window,
+                        soft,
+                        now,
+                        rng,
+                    ) {
+                        Ok(sa) => sa,
+                        Err(_) => {
+                            self.go_down(now, DownReason::Internal("ESP SA rejected its keys"));
+                            continue;
+                        }
+                    };
+                    let first = self.children.iter().all(|c| c.retire_at.is_some());
+                    let take_over = replaces.is_none() || params.initiator || first;
+                    self.children.push(Installed {
+                        sa,
+                        active: false,
+                        activate_on_inbound: !take_over,
+                        retire_at: None,
+                    });
+                    if take_over {
+                        self.activate(self.children.len() - 1);
+                    }
+                    match replaces {
+                        None => self.events.push_back(TunnelEvent::ChildSaInstalled {
+                            inbound_spi: params.inbound_spi,
+                            outbound_spi: params.outbound_spi,
+                        }),
+                        Some(old) => self.events.push_back(TunnelEvent::ChildSaRekeyed {
+                            old_inbound_spi: old,
+                            inbound_spi: params.inbound_spi,
+                            outbound_spi: params.outbound_spi,
+                        }),
+                    }
+                    self.set_state(now, TunnelState::Up);
+                }
+                SessionEvent::ChildDeleted { inbound_spi } => {
+                    self.child_deleted(now, inbound_spi);
+                }
+                SessionEvent::IkeRekeyed {
+                    old_spi_i,
+                    old_spi_r,
+                    spi_i,
+                    spi_r,
+                } => self.events.push_back(TunnelEvent::IkeSaRekeyed {
+                    old_spi_i,
+                    old_spi_r,
+                    spi_i,
+                    spi_r,
+                }),
+                SessionEvent::Down(reason) => {
+                    if reason == DownReason::DpdTimeout {
+                        self.metrics.dpd_timeouts += 1;
+                    }
+                    self.children.clear();
+                    self.set_state(now, TunnelState::Down);
+                    self.events.push_back(TunnelEvent::Down { reason });
+                }
+                SessionEvent::Restarting => self.set_state(now, TunnelState::Connecting),
+                SessionEvent::DeadPeer => {
+                    self.metrics.dpd_timeouts += 1;
+                    self.events.push_back(TunnelEvent::DeadPeerDetected);
+                }
+                SessionEvent::DpdOk => {}
+                SessionEvent::Rejected(reason) => {
+                    self.events
+                        .push_back(TunnelEvent::NegotiationFailed { reason });
+                }
+            }
+        }
+        self.refresh_metrics();
+    }
+
+    fn child_deleted(&mut self, now: Timestamp, inbound_spi: u32) {
+        let Some(pos) = self
+            .children
+            .iter()
+            .position(|c| c.sa.inbound_spi() == inbound_spi)
+        else {
+            return;
+        };
+        let replaced = self
+            .children
+            .iter()
+            .enumerate()
+            .any(|(i, c)| i != pos && c.retire_at.is_none());
+        let was_active = self.children[pos].active;
+        if replaced {
+            // Keep accepting in-flight packets for a moment.
+            let overlap = self
+                .ike
+                .as_ref()
+                .map_or(core::time::Duration::ZERO, |s| s.settings().rekey_overlap);
+            let c = &mut self.children[pos];
+            c.active = false;
+            c.activate_on_inbound = false;
+            c.retire_at = Some(now + overlap);
+        } else {
+            self.children.remove(pos);
+        }
+        self.events
+            .push_back(TunnelEvent::ChildSaDeleted { inbound_spi });
+        if was_active || self.outbound_child().is_none() {
+            if let Some(newest) = self.children.iter().rposition(|c| c.retire_at.is_none()) {
+                self.activate(newest);
+            }
+        }
+        if self.children.iter().all(|c| c.retire_at.is_some()) && self.state == TunnelState::Up {
+            // IKE SA without a child: not carrying traffic.
+            self.set_state(now, TunnelState::Connecting);
+        }
+    }
+
+    fn drain_esp_events(&mut self, now: Timestamp) {
+        let mut rekey = Vec::new();
+        for c in &mut self.children {
+            while let Some(event) = c.sa.poll_event() {
+                if let EspEvent::SoftLifetimeReached { .. } = event {
+                    if c.retire_at.is_none() {
+                        rekey.push(c.sa.inbound_spi());
+                    }
+                }
                 self.events.push_back(TunnelEvent::Esp(event));
             }
+        }
+        if rekey.is_empty() {
+            return;
+        }
+        if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
+            for spi in rekey {
+                session.rekey_child(now, spi, rng);
+            }
+        }
+        self.drain_session(now);
+    }
+
+    fn refresh_metrics(&mut self) {
+        let m = &mut self.metrics;
+        m.child_sa_up = !self.children.is_empty();
+        if let Some(s) = &self.ike {
+            let st = s.status();
+            m.ike_state = Some(s.state());
+            m.ike_sa_up = st.ike_established;
+            m.nat_local = st.nat_local;
+            m.nat_remote = st.nat_remote;
+            m.nat_t = st.nat_t;
+            m.dpd_outstanding = st.dpd_outstanding;
+            m.ike_retransmits = st.retransmits;
+            m.ike_rekeys = st.ike_rekeys;
+            m.child_rekeys = st.child_rekeys;
         }
     }
 
@@ -418,7 +1008,10 @@ impl Tunnel {
     }
 
     fn nat_t_remote(&self) -> SocketAddr {
-        SocketAddr::new(self.settings.remote.ip(), NAT_T_PORT)
+        match &self.ike {
+            Some(s) => s.esp_peer(),
+            None => SocketAddr::new(self.settings.remote.ip(), NAT_T_PORT),
+        }
     }
 }
 
