@@ -21,9 +21,9 @@
 #![forbid(unsafe_code)]
 pub mod bgp;
 pub mod config;
+pub mod connection;
 pub mod crypto;
 pub mod entropy;
-pub mod connection;
 pub mod esp;
 pub mod ike;
 pub mod route;
