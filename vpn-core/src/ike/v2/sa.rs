@@ -24,6 +24,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use crate::config::{DpdAction, StartupAction};
+
+/// Pause before a session that must stay up tries an unreachable peer again.
+const RECONNECT_AFTER: core::time::Duration = core::time::Duration::from_secs(10);
 use crate::crypto::kdf::{rekey_skeyseed, skeyseed, ChildSaKeys, IkeSaKeys};
 use crate::crypto::{DhGroup, KeyPair, SecretBytes};
 use crate::entropy::Entropy;
@@ -313,6 +316,10 @@ pub struct Ikev2Session {
     /// When an IKE SA replaced by reauthentication is dropped if the peer
     /// has not deleted it.
     old_ike_until: Option<Timestamp>,
+    /// When to try again after the peer could not be reached, for a session
+    /// that must stay up (startup action `start`, or DPD action `restart`):
+    /// like strongSwan with `keyingtries = 0`, it never gives up.
+    reconnect_at: Option<Timestamp>,
     /// Where the peer's IKE messages on port 500 and 4500 come from.
     peer_500: SocketAddr,
     peer_4500: SocketAddr,
@@ -404,6 +411,7 @@ impl Ikev2Session {
             old_deleted: false,
             collided_ike: None,
             old_ike_until: None,
+            reconnect_at: None,
             peer_500: remote,
             peer_4500: SocketAddr::new(remote.ip(), crate::tunnel::NAT_T_PORT),
         }
@@ -502,6 +510,7 @@ impl Ikev2Session {
     /// and forgets everything.
     pub fn close(&mut self, entropy: &mut dyn Entropy) {
         self.active = false;
+        self.reconnect_at = None;
         if let Some(sa) = self.ike.as_mut() {
             if sa.established {
                 let id = sa.next_msg_id;
@@ -541,6 +550,12 @@ impl Ikev2Session {
         self.nat_remote = false;
     }
 
+    /// Whether this end keeps its tunnel up by itself.
+    fn keeps_trying(&self) -> bool {
+        self.settings.startup_action == StartupAction::Start
+            || self.settings.dpd.action == DpdAction::Restart
+    }
+
     fn fail(&mut self, reason: DownReason) {
         self.reset();
         self.events.push_back(SessionEvent::Down(reason));
@@ -563,6 +578,7 @@ impl Ikev2Session {
         if self.old_ike.is_some() {
             add(self.old_ike_until);
         }
+        add(self.reconnect_at);
         if let Some(sa) = &self.ike {
             if let Some(r) = &sa.request {
                 add(Some(r.next_at));
@@ -590,6 +606,12 @@ impl Ikev2Session {
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp, entropy: &mut dyn Entropy) {
+        if self.reconnect_at.is_some_and(|t| now >= t) {
+            self.reconnect_at = None;
+            self.events.push_back(SessionEvent::Restarting);
+            self.initiate(now, entropy);
+            return;
+        }
         if self.old_ike_until.is_some_and(|t| now >= t) {
             self.old_ike_until = None;
             if self.old_ike.as_ref().is_some_and(|sa| sa.request.is_none()) {
@@ -632,6 +654,9 @@ impl Ikev2Session {
                         self.dpd_timeout(now, entropy);
                     } else {
                         self.fail(DownReason::PeerUnreachable { retransmits });
+                        if self.keeps_trying() {
+                            self.reconnect_at = Some(now + RECONNECT_AFTER);
+                        }
                     }
                     return;
                 }
@@ -758,6 +783,7 @@ impl Ikev2Session {
     /// Starts a new IKE SA as initiator (replacing any state).
     pub fn initiate(&mut self, now: Timestamp, entropy: &mut dyn Entropy) {
         self.reset();
+        self.reconnect_at = None;
         self.active = true;
         let Some(group) = self
             .settings
