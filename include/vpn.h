@@ -20,6 +20,49 @@
 #include <stdint.h>
 
 /**
+ * Size of `vpn_bgp_event.prefix` (an IPv6 prefix needs at most 44 bytes).
+ */
+#define VPN_BGP_PREFIX_TEXT_LEN 64
+
+/**
+ * Size of `vpn_bgp_event.next_hop` (an IPv6 address needs at most 46 bytes).
+ */
+#define VPN_BGP_ADDR_TEXT_LEN 48
+
+/**
+ * Size of `vpn_bgp_event.message`.
+ */
+#define VPN_BGP_MESSAGE_TEXT_LEN 160
+
+/**
+ * `vpn_bgp_speaker_poll_transmit` never needs a larger buffer than this.
+ */
+#define VPN_BGP_MAX_TRANSMIT 65536
+
+/**
+ * `vpn_bgp_event.peer` of a route the speaker originates itself, or of a
+ * withdrawn route.
+ */
+#define VPN_BGP_PEER_NONE UINT32_MAX
+
+/**
+ * `vpn_bgp_neighbor_config.policy`: no policy. RFC 8212: an eBGP neighbour's
+ * routes are not accepted and none are announced to it; an iBGP neighbour
+ * exchanges everything.
+ */
+#define VPN_BGP_POLICY_DEFAULT 0
+
+/**
+ * `vpn_bgp_neighbor_config.policy`: accept and announce every route.
+ */
+#define VPN_BGP_POLICY_ALL 1
+
+/**
+ * `vpn_bgp_neighbor_config.policy`: accept and announce nothing.
+ */
+#define VPN_BGP_POLICY_NONE 2
+
+/**
  * The outcome of a fallible call. `VPN_OK` is zero; every other value is an
  * error. In C this is a `uint32_t`; new codes may be added at the end.
  */
@@ -47,8 +90,10 @@ enum vpn_result
    */
   VPN_ERR_UNKNOWN_ALGORITHM = 3,
   /**
-   * The SA configuration is inconsistent (SPI, replay window, algorithm
-   * combination).
+   * A configuration breaks a rule: an ESP SA's (SPI, replay window,
+   * algorithm combination) or a connection's (`vpn_config_validate`, or a
+   * value that does not fit while loading). `vpn_last_error_message` has
+   * the details of a connection configuration's errors.
    */
   VPN_ERR_INVALID_CONFIG = 4,
   /**
@@ -99,12 +144,189 @@ enum vpn_result
    * The library panicked; the object involved should be freed.
    */
   VPN_ERR_PANIC = 16,
+  /**
+   * A configuration document is not well-formed TOML, JSON or XML, or has
+   * the wrong shape; `vpn_last_error_message` says where.
+   */
+  VPN_ERR_CONFIG_SYNTAX = 17,
+  /**
+   * A file could not be read; `vpn_last_error_message` says why.
+   */
+  VPN_ERR_IO = 18,
+  /**
+   * A BGP speaker has no neighbour with that number.
+   */
+  VPN_ERR_UNKNOWN_PEER = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum vpn_result vpn_result;
 #else
 typedef uint32_t vpn_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What the embedder must do with a neighbour's TCP connections.
+ */
+enum vpn_bgp_action
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Open a TCP connection to the neighbour (port 179); report it with
+   * `vpn_bgp_speaker_handle_connected(.., outbound = true, ..)`, or a
+   * failure with `vpn_bgp_speaker_handle_closed(.., outbound = true, ..)`.
+   */
+  VPN_BGP_ACTION_CONNECT = 1,
+  /**
+   * Close the connection named by `outbound` after writing the bytes
+   * already polled for it.
+   */
+  VPN_BGP_ACTION_CLOSE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vpn_bgp_action vpn_bgp_action;
+#else
+typedef uint32_t vpn_bgp_action;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a `vpn_bgp_event` reports.
+ */
+enum vpn_bgp_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A session changed state (`state` is the new one).
+   */
+  VPN_BGP_EVENT_STATE_CHANGED = 1,
+  /**
+   * A session reached Established (`message` has the neighbour's BGP
+   * identifier and the hold time).
+   */
+  VPN_BGP_EVENT_ESTABLISHED = 2,
+  /**
+   * A session went down or failed to come up: `reason`, and for
+   * NOTIFICATIONs `error_code`/`error_subcode`, for a wrong AS
+   * `expected_asn`/`received_asn`; `message` describes it.
+   */
+  VPN_BGP_EVENT_DOWN = 3,
+  /**
+   * A Loc-RIB route was added: `prefix`, `next_hop`, `peer` (its source,
+   * or `VPN_BGP_PEER_NONE` for a route we originate).
+   */
+  VPN_BGP_EVENT_ROUTE_ADDED = 4,
+  /**
+   * A Loc-RIB route's best path changed; fields as for ROUTE_ADDED.
+   */
+  VPN_BGP_EVENT_ROUTE_CHANGED = 5,
+  /**
+   * A prefix left the Loc-RIB (`prefix`).
+   */
+  VPN_BGP_EVENT_ROUTE_WITHDRAWN = 6,
+  /**
+   * The neighbour finished sending its table for a family (`message`).
+   */
+  VPN_BGP_EVENT_END_OF_RIB = 7,
+  /**
+   * Graceful restart ended without End-of-RIB; stale routes were dropped.
+   */
+  VPN_BGP_EVENT_STALE_ROUTES_EXPIRED = 8,
+  /**
+   * The neighbour asked for our routes again (RFC 2918); they are resent.
+   */
+  VPN_BGP_EVENT_ROUTE_REFRESH_REQUESTED = 9,
+  /**
+   * More prefixes qualify for the neighbour than its outbound cap.
+   */
+  VPN_BGP_EVENT_OUTBOUND_CAP_REACHED = 10,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vpn_bgp_event_kind vpn_bgp_event_kind;
+#else
+typedef uint32_t vpn_bgp_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * RFC 4271 session state.
+ */
+enum vpn_bgp_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The event is not about a session.
+   */
+  VPN_BGP_STATE_NONE = 0,
+  VPN_BGP_STATE_IDLE = 1,
+  VPN_BGP_STATE_CONNECT = 2,
+  VPN_BGP_STATE_ACTIVE = 3,
+  VPN_BGP_STATE_OPEN_SENT = 4,
+  VPN_BGP_STATE_OPEN_CONFIRM = 5,
+  VPN_BGP_STATE_ESTABLISHED = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vpn_bgp_state vpn_bgp_state;
+#else
+typedef uint32_t vpn_bgp_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why a session went down (`VPN_BGP_EVENT_DOWN`).
+ */
+enum vpn_bgp_down_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not a DOWN event.
+   */
+  VPN_BGP_REASON_NONE = 0,
+  /**
+   * Stopped locally.
+   */
+  VPN_BGP_REASON_ADMIN_DOWN = 1,
+  VPN_BGP_REASON_HOLD_TIMER_EXPIRED = 2,
+  /**
+   * The neighbour sent a NOTIFICATION (`error_code`, `error_subcode`).
+   */
+  VPN_BGP_REASON_NOTIFICATION_RECEIVED = 3,
+  /**
+   * We sent a NOTIFICATION (`error_code`, `error_subcode`), e.g. for
+   * malformed bytes.
+   */
+  VPN_BGP_REASON_NOTIFICATION_SENT = 4,
+  /**
+   * The neighbour's OPEN names another AS than configured
+   * (`expected_asn`, `received_asn`); a NOTIFICATION was sent.
+   */
+  VPN_BGP_REASON_BAD_PEER_AS = 5,
+  /**
+   * The TCP connection closed.
+   */
+  VPN_BGP_REASON_CONNECTION_CLOSED = 6,
+  /**
+   * The neighbour sent more prefixes than allowed.
+   */
+  VPN_BGP_REASON_MAX_PREFIXES = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vpn_bgp_down_reason vpn_bgp_down_reason;
+#else
+typedef uint32_t vpn_bgp_down_reason;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -162,10 +384,114 @@ typedef uint32_t vpn_esp_lifetime_limit;
 #endif // __cplusplus
 
 /**
+ * A BGP speaker. Create with `vpn_bgp_speaker_new`, release with
+ * `vpn_bgp_speaker_free`.
+ */
+typedef struct vpn_bgp_speaker vpn_bgp_speaker;
+
+/**
+ * A VPN connection's configuration: two tunnels, routing and failover.
+ * Create with `vpn_config_from_str` or `vpn_config_from_file`, release with
+ * `vpn_config_free`.
+ */
+typedef struct vpn_config vpn_config;
+
+/**
  * An ESP security association in tunnel mode. Create with
  * `vpn_esp_sa_new`, release with `vpn_esp_sa_free`.
  */
 typedef struct vpn_esp_sa vpn_esp_sa;
+
+/**
+ * The speaker itself.
+ */
+typedef struct vpn_bgp_speaker_config {
+  /**
+   * Our AS number (4-octet ASNs are fine).
+   */
+  uint32_t local_asn;
+  /**
+   * Our BGP identifier as a NUL-terminated dotted quad ("10.0.0.1").
+   */
+  const char *router_id;
+} vpn_bgp_speaker_config;
+
+/**
+ * One neighbour. A zero-initialised struct holds the defaults of every field
+ * but `peer_address` and `peer_asn`, which must be set.
+ */
+typedef struct vpn_bgp_neighbor_config {
+  /**
+   * The neighbour's address (tunnel inside address), NUL-terminated
+   * ("169.254.10.1" or an IPv6 address).
+   */
+  const char *peer_address;
+  /**
+   * Our address on that link, the next hop of routes we announce over eBGP;
+   * NULL: the router ID.
+   */
+  const char *local_address;
+  uint32_t peer_asn;
+  /**
+   * Only accept connections from the neighbour; otherwise the speaker asks
+   * for outbound connections (`VPN_BGP_ACTION_CONNECT`) and accepts them too.
+   */
+  bool passive;
+  /**
+   * Hold time we offer in seconds: 0 means the default (30, as AWS); 1 and
+   * 2 are invalid.
+   */
+  uint16_t hold_time;
+  /**
+   * `VPN_BGP_POLICY_DEFAULT`, `VPN_BGP_POLICY_ALL` or `VPN_BGP_POLICY_NONE`,
+   * applied to both directions.
+   */
+  uint32_t policy;
+} vpn_bgp_neighbor_config;
+
+/**
+ * Something the speaker reports. Text fields are NUL-terminated (empty
+ * when they do not apply).
+ */
+typedef struct vpn_bgp_event {
+  vpn_bgp_event_kind kind;
+  /**
+   * The neighbour, or `VPN_BGP_PEER_NONE`.
+   */
+  uint32_t peer;
+  /**
+   * The session's state for session events, else `VPN_BGP_STATE_NONE`.
+   */
+  vpn_bgp_state state;
+  vpn_bgp_down_reason reason;
+  /**
+   * NOTIFICATION error code and subcode (RFC 4271 §4.5), else 0.
+   */
+  uint8_t error_code;
+  uint8_t error_subcode;
+  /**
+   * For `VPN_BGP_REASON_BAD_PEER_AS`: the configured and the received AS.
+   */
+  uint32_t expected_asn;
+  uint32_t received_asn;
+  /**
+   * Route events: the prefix ("10.1.0.0/16").
+   */
+  char prefix[VPN_BGP_PREFIX_TEXT_LEN];
+  /**
+   * Route events: the next hop, empty if none.
+   */
+  char next_hop[VPN_BGP_ADDR_TEXT_LEN];
+  /**
+   * A human-readable description (truncated to fit).
+   */
+  char message[VPN_BGP_MESSAGE_TEXT_LEN];
+} vpn_bgp_event;
+
+/**
+ * A configuration document's format: one of the `VPN_CONFIG_*` constants.
+ */
+typedef uint32_t vpn_config_format;
 
 /**
  * Limits on an SA's use. Zero means unlimited.
@@ -286,9 +612,492 @@ typedef struct vpn_esp_event {
   vpn_esp_lifetime_limit limit;
 } vpn_esp_event;
 
+/**
+ * The native TOML format (`examples/connection.toml` documents every key).
+ */
+#define VPN_CONFIG_TOML 1
+
+/**
+ * The native JSON format (the same keys as TOML).
+ */
+#define VPN_CONFIG_JSON 2
+
+/**
+ * AWS's `CustomerGatewayConfiguration` XML document of a VPN connection
+ * (input only).
+ */
+#define VPN_CONFIG_AWS_XML 3
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Creates a speaker with no neighbours. Its randomness (timer jitter) comes
+ * from the operating system's CSPRNG.
+ *
+ * On success writes a new handle to `*speaker_out`; free it with
+ * `vpn_bgp_speaker_free`. Errors: `VPN_ERR_NULL_ARGUMENT`,
+ * `VPN_ERR_INVALID_ARGUMENT` (router ID is not a dotted quad),
+ * `VPN_ERR_INVALID_CONFIG` (AS 0, router ID 0.0.0.0).
+ *
+ * # Safety
+ *
+ * `config` points to a valid config whose `router_id` is NULL or a
+ * NUL-terminated string; `speaker_out` is valid for a write.
+ */
+vpn_result vpn_bgp_speaker_new(const struct vpn_bgp_speaker_config *config,
+                               struct vpn_bgp_speaker **speaker_out);
+
+/**
+ * Frees a speaker. NULL is ignored.
+ *
+ * # Safety
+ *
+ * `speaker` is NULL or a handle from `vpn_bgp_speaker_new` not used again.
+ */
+void vpn_bgp_speaker_free(struct vpn_bgp_speaker *speaker);
+
+/**
+ * Adds a neighbour (Idle until `vpn_bgp_speaker_start`) and writes its
+ * number to `*peer_out` (0, 1, ... in order of addition).
+ *
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_INVALID_ARGUMENT` (an address
+ * does not parse), `VPN_ERR_INVALID_CONFIG` (AS 0, hold time 1 or 2, an
+ * unknown policy, too many neighbours).
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `config` points to a valid config whose
+ * string pointers are NULL or NUL-terminated; `peer_out` is valid for a write.
+ */
+vpn_result vpn_bgp_speaker_add_neighbor(struct vpn_bgp_speaker *speaker,
+                                        const struct vpn_bgp_neighbor_config *config,
+                                        uint32_t *peer_out);
+
+/**
+ * Starts a neighbour's session (active neighbours then ask to connect).
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_UNKNOWN_PEER`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle.
+ */
+vpn_result vpn_bgp_speaker_start(struct vpn_bgp_speaker *speaker,
+                                 uint32_t peer,
+                                 uint64_t now_ns);
+
+/**
+ * Stops a neighbour's session with an RFC 9003 shutdown message (`reason`,
+ * NULL for none). Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_UNKNOWN_PEER`,
+ * `VPN_ERR_INVALID_ARGUMENT` (not UTF-8).
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `reason` is NULL or a NUL-terminated string.
+ */
+vpn_result vpn_bgp_speaker_stop(struct vpn_bgp_speaker *speaker,
+                                uint32_t peer,
+                                uint64_t now_ns,
+                                const char *reason);
+
+/**
+ * Originates a prefix ("10.1.0.0/16", "2001:db8::/32") with ORIGIN IGP.
+ * `next_hop` (same family, or NULL) is what the Loc-RIB shows; neighbours
+ * get the next hop rewritten to our address as usual. Announcing again
+ * replaces the route. Errors: `VPN_ERR_NULL_ARGUMENT`,
+ * `VPN_ERR_INVALID_ARGUMENT` (unparsable prefix or address, host bits set,
+ * mixed families).
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `prefix` is a NUL-terminated string;
+ * `next_hop` is NULL or a NUL-terminated string.
+ */
+vpn_result vpn_bgp_speaker_announce(struct vpn_bgp_speaker *speaker,
+                                    const char *prefix,
+                                    const char *next_hop);
+
+/**
+ * Stops originating a prefix (no effect if it was not announced).
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `prefix` is a NUL-terminated string.
+ */
+vpn_result vpn_bgp_speaker_withdraw(struct vpn_bgp_speaker *speaker,
+                                    const char *prefix);
+
+/**
+ * A TCP connection to the neighbour is up: `outbound` if we opened it
+ * (after `VPN_BGP_ACTION_CONNECT`), false if the neighbour connected to us.
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_UNKNOWN_PEER`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle.
+ */
+vpn_result vpn_bgp_speaker_handle_connected(struct vpn_bgp_speaker *speaker,
+                                            uint32_t peer,
+                                            bool outbound,
+                                            uint64_t now_ns);
+
+/**
+ * A TCP connection closed, or an outbound attempt failed.
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_UNKNOWN_PEER`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle.
+ */
+vpn_result vpn_bgp_speaker_handle_closed(struct vpn_bgp_speaker *speaker,
+                                         uint32_t peer,
+                                         bool outbound,
+                                         uint64_t now_ns);
+
+/**
+ * Bytes read from a connection (any split of the TCP stream). Malformed
+ * input never fails the call: the speaker answers with a NOTIFICATION, asks
+ * to close the connection and reports a `VPN_BGP_EVENT_DOWN`.
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_UNKNOWN_PEER`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `data` is valid for `len` bytes of reads (or
+ * NULL with `len` 0).
+ */
+vpn_result vpn_bgp_speaker_handle_bytes(struct vpn_bgp_speaker *speaker,
+                                        uint32_t peer,
+                                        bool outbound,
+                                        uint64_t now_ns,
+                                        const uint8_t *data,
+                                        size_t len);
+
+/**
+ * Runs timers due at `now_ns`; spurious calls are harmless.
+ * Errors: `VPN_ERR_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle.
+ */
+vpn_result vpn_bgp_speaker_handle_timeout(struct vpn_bgp_speaker *speaker,
+                                          uint64_t now_ns);
+
+/**
+ * Takes the next bytes to write to a neighbour's connection: whole BGP
+ * messages, at most `VPN_BGP_MAX_TRANSMIT` bytes.
+ *
+ * On success writes them to `buf`, their length to `*out_n`, the neighbour
+ * to `*peer` and the connection to `*outbound`. When nothing is waiting,
+ * returns `VPN_OK` with `*out_n` = 0 (`*peer` and `*outbound` untouched). If
+ * `len` is too small, writes the size needed to `*out_n`, keeps the bytes
+ * queued and returns `VPN_ERR_BUFFER_TOO_SMALL`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `buf` is valid for `len` bytes of writes (or
+ * NULL with `len` 0); `out_n`, `peer` and `outbound` are valid for writes.
+ */
+vpn_result vpn_bgp_speaker_poll_transmit(struct vpn_bgp_speaker *speaker,
+                                         uint8_t *buf,
+                                         size_t len,
+                                         size_t *out_n,
+                                         uint32_t *peer,
+                                         bool *outbound);
+
+/**
+ * Takes the next connect/close request. Returns true if one was written to
+ * `*peer`, `*action` and `*outbound` (which connection to close; true for
+ * CONNECT), false if none is pending (or an argument is NULL).
+ *
+ * # Safety
+ *
+ * `speaker` is NULL or a live handle; the out pointers are NULL or valid for
+ * writes.
+ */
+bool vpn_bgp_speaker_poll_action(struct vpn_bgp_speaker *speaker,
+                                 uint32_t *peer,
+                                 vpn_bgp_action *action,
+                                 bool *outbound);
+
+/**
+ * Takes the next event into `*out`. Returns true if one was written, false
+ * if none is pending (or an argument is NULL).
+ *
+ * # Safety
+ *
+ * `speaker` is NULL or a live handle; `out` is NULL or valid for a write.
+ */
+bool vpn_bgp_speaker_poll_event(struct vpn_bgp_speaker *speaker,
+                                struct vpn_bgp_event *out);
+
+/**
+ * The next instant (ns) at which `vpn_bgp_speaker_handle_timeout` must be
+ * called, or `UINT64_MAX` if none (also if `speaker` is NULL).
+ *
+ * # Safety
+ *
+ * `speaker` is NULL or a live handle.
+ */
+uint64_t vpn_bgp_speaker_poll_timeout(const struct vpn_bgp_speaker *speaker);
+
+/**
+ * A neighbour's session state into `*state`.
+ * Errors: `VPN_ERR_NULL_ARGUMENT`, `VPN_ERR_UNKNOWN_PEER`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `state` is valid for a write.
+ */
+vpn_result vpn_bgp_speaker_peer_state(const struct vpn_bgp_speaker *speaker,
+                                      uint32_t peer,
+                                      vpn_bgp_state *state);
+
+/**
+ * Writes the Loc-RIB as NUL-terminated text, one "prefix next_hop\n" line
+ * per route in prefix order ("-" when a route has no next hop).
+ *
+ * On success `*out_n` is the text's length without the NUL. If `len` is
+ * smaller than the text plus its NUL, writes nothing to `buf`, writes the
+ * size needed (with the NUL) to `*out_n` and returns
+ * `VPN_ERR_BUFFER_TOO_SMALL`.
+ *
+ * # Safety
+ *
+ * `speaker` is a live handle; `buf` is valid for `len` bytes of writes (or
+ * NULL with `len` 0); `out_n` is valid for a write.
+ */
+vpn_result vpn_bgp_speaker_rib(const struct vpn_bgp_speaker *speaker,
+                               char *buf,
+                               size_t len,
+                               size_t *out_n);
+
+/**
+ * Number of routes in the Loc-RIB (0 if `speaker` is NULL).
+ *
+ * # Safety
+ *
+ * `speaker` is NULL or a live handle.
+ */
+size_t vpn_bgp_speaker_rib_len(const struct vpn_bgp_speaker *speaker);
+
+/**
+ * Parses a configuration document of `len` bytes (no NUL needed) in the
+ * given format. Only syntax and types are checked: call
+ * `vpn_config_validate` next.
+ *
+ * On success writes a new handle to `*out`; free it with `vpn_config_free`.
+ * Errors (details in `vpn_last_error_message`): `VPN_ERR_CONFIG_SYNTAX`
+ * (not well-formed, unknown key, wrong type), `VPN_ERR_INVALID_CONFIG` (a
+ * value or element that cannot be used or is missing, e.g. in AWS's XML),
+ * `VPN_ERR_INVALID_ARGUMENT` (unknown format, text not UTF-8, more than
+ * 1 MiB), `VPN_ERR_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `text` is NULL with `len` 0 or valid for `len` bytes of reads; `out` is
+ * valid for a write.
+ */
+vpn_result vpn_config_from_str(vpn_config_format format,
+                               const char *text,
+                               size_t len,
+                               struct vpn_config **out);
+
+/**
+ * Reads the file at the NUL-terminated `path` and parses it as
+ * `vpn_config_from_str` does.
+ *
+ * Errors: as `vpn_config_from_str`, plus `VPN_ERR_IO` when the file cannot
+ * be read (the message names the path and the operating system's reason).
+ * The bytes read are wiped from memory after parsing.
+ *
+ * # Safety
+ *
+ * `path` is a NUL-terminated string; `out` is valid for a write.
+ */
+vpn_result vpn_config_from_file(vpn_config_format format,
+                                const char *path,
+                                struct vpn_config **out);
+
+/**
+ * Frees a configuration and wipes its pre-shared keys. NULL is ignored.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a handle from `vpn_config_from_*` that is not used again.
+ */
+void vpn_config_free(struct vpn_config *cfg);
+
+/**
+ * Overlays the `TunnelOptions` of AWS's `DescribeVpnConnections` response
+ * (`json` of `len` bytes: a whole response, an object holding
+ * `TunnelOptions` or `Options.TunnelOptions`, or the array itself). Options
+ * are matched to tunnels by AWS's outside address. Nothing is validated:
+ * call `vpn_config_validate` afterwards.
+ *
+ * All or nothing: on error the configuration is unchanged. Errors:
+ * `VPN_ERR_CONFIG_SYNTAX`, `VPN_ERR_INVALID_CONFIG` (no `TunnelOptions`, an
+ * unknown value, an outside address that matches no tunnel),
+ * `VPN_ERR_INVALID_ARGUMENT`, `VPN_ERR_NULL_ARGUMENT`.
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle; `json` is NULL with `len` 0 or valid for `len`
+ * bytes of reads.
+ */
+vpn_result vpn_config_merge_aws_tunnel_options(struct vpn_config *cfg,
+                                               const char *json,
+                                               size_t len);
+
+/**
+ * Checks every rule (AWS's where AWS has one). Returns `VPN_OK`, or
+ * `VPN_ERR_INVALID_CONFIG` having recorded *every* problem found:
+ * `vpn_last_error_count` says how many, `vpn_last_error_message_at` and
+ * `vpn_last_error_field_at` describe each (`tunnels[0].psk`, ...).
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle.
+ */
+vpn_result vpn_config_validate(const struct vpn_config *cfg);
+
+/**
+ * Serializes the configuration to `VPN_CONFIG_TOML` or `VPN_CONFIG_JSON`
+ * (`VPN_CONFIG_AWS_XML` is input only: `VPN_ERR_INVALID_ARGUMENT`).
+ * **The output contains the pre-shared keys**: it is a loadable file.
+ *
+ * On success writes the NUL-terminated text to `buf` and its length,
+ * without the NUL, to `*out_n`. If `len` is too small, writes nothing to
+ * `buf`, writes the size needed (NUL included) to `*out_n` and returns
+ * `VPN_ERR_BUFFER_TOO_SMALL` (`buf = NULL, len = 0` asks for the size).
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle; `buf` is NULL with `len` 0 or valid for `len`
+ * bytes of writes; `out_n` is valid for a write.
+ */
+vpn_result vpn_config_to_string(const struct vpn_config *cfg,
+                                vpn_config_format format,
+                                char *buf,
+                                size_t len,
+                                size_t *out_n);
+
+/**
+ * Writes a strongSwan `swanctl.conf` for the *other* end of both tunnels
+ * (AWS's end when this is a customer gateway's configuration), with a
+ * `secrets` section: **the output contains the pre-shared keys**.
+ * Buffer conventions as `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_to_swanctl(const struct vpn_config *cfg,
+                                 char *buf,
+                                 size_t len,
+                                 size_t *out_n);
+
+/**
+ * Writes a BIRD 2 configuration for the other end's BGP sessions over both
+ * tunnels. With static routing there is no BGP: the call succeeds with an
+ * **empty string** (`*out_n` = 0, `buf[0]` = NUL; `len` must be at least 1).
+ * Buffer conventions as `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_to_bird(const struct vpn_config *cfg,
+                              char *buf,
+                              size_t len,
+                              size_t *out_n);
+
+/**
+ * Writes a readable description (like AWS's "Generic" download): per tunnel
+ * the addresses, proposals, lifetimes, DPD and BGP settings. Pre-shared keys
+ * print as `<redacted>` unless `show_secrets` is true.
+ * Buffer conventions as `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_summary(const struct vpn_config *cfg,
+                              bool show_secrets,
+                              char *buf,
+                              size_t len,
+                              size_t *out_n);
+
+/**
+ * How many errors the last failed `vpn_config_*` call on this thread
+ * recorded: 0 after a successful call (or none yet), 1 for most failures,
+ * one per problem after `vpn_config_validate`.
+ */
+size_t vpn_last_error_count(void);
+
+/**
+ * Writes the messages of every error recorded by the last failed
+ * `vpn_config_*` call on this thread, one per line (no final newline), each
+ * starting with its field where it has one
+ * (`tunnels[0].psk: must be 8 to 64 characters ...`), or "no error".
+ *
+ * On success writes the length, without the NUL, to `*out_n`. If `len` is
+ * too small, writes nothing to `buf`, writes the size needed (NUL included)
+ * to `*out_n` and returns `VPN_ERR_BUFFER_TOO_SMALL`. Never contains a
+ * pre-shared key.
+ *
+ * # Safety
+ *
+ * `buf` is NULL with `len` 0 or valid for `len` bytes of writes; `out_n` is
+ * valid for a write.
+ */
+vpn_result vpn_last_error_message(char *buf,
+                                  size_t len,
+                                  size_t *out_n);
+
+/**
+ * Writes the field (or element path) the first recorded error is about
+ * (`tunnels[1].inside_cidr`, `vpn_connection/ipsec_tunnel[0]/ike/lifetime`),
+ * or an empty string when there is no error or it has no field (a syntax
+ * error, an unreadable file). Buffer conventions as `vpn_last_error_message`.
+ *
+ * # Safety
+ *
+ * As `vpn_last_error_message`.
+ */
+vpn_result vpn_last_error_field(char *buf,
+                                size_t len,
+                                size_t *out_n);
+
+/**
+ * Writes the message of recorded error `index` (0 to
+ * `vpn_last_error_count() - 1`); `VPN_ERR_INVALID_ARGUMENT` for any other
+ * index. Buffer conventions as `vpn_last_error_message`.
+ *
+ * # Safety
+ *
+ * As `vpn_last_error_message`.
+ */
+vpn_result vpn_last_error_message_at(size_t index,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_n);
+
+/**
+ * Writes the field of recorded error `index` (empty if it has none);
+ * `VPN_ERR_INVALID_ARGUMENT` for an index past `vpn_last_error_count()`.
+ * Buffer conventions as `vpn_last_error_message`.
+ *
+ * # Safety
+ *
+ * As `vpn_last_error_message`.
+ */
+vpn_result vpn_last_error_field_at(size_t index,
+                                   char *buf,
+                                   size_t len,
+                                   size_t *out_n);
 
 /**
  * Creates an ESP SA.

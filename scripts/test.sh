@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (unit, property, integration), the C
-# API under valgrind, the Python API with pytest. Installs what it needs first.
+# API under valgrind, the Python API with pytest, and interop with real peers
+# (strongSwan, BIRD) in network namespaces, which needs root. Installs what it
+# needs first.
 # Usage: scripts/test.sh            (from anywhere; runs from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +48,12 @@ run_suite "cargo fmt --check" cargo fmt --all -- --check
 run_suite "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 run_suite "cargo test" cargo test --workspace --exclude vpn-py
 run_suite "benchmarks compile" cargo bench --workspace --exclude vpn-py --no-run
+run_suite "BGP full-table ingest (release: 1M prefixes, <= 4 s, <= 120 B/prefix)" \
+    cargo test --release -p vpn-core --test bgp_rib_memory -- --ignored --nocapture
 run_suite "ESP example" cargo run --quiet --example esp_demo
 run_suite "C API (gcc -Werror, valgrind)" bash tests/c/run.sh
 run_suite "Python API (pytest)" bash vpn-py/run-tests.sh
+run_suite "interop (strongSwan and BIRD in network namespaces)" tests/interop/run.sh
 
 log "summary"
 for f in "${failures[@]+"${failures[@]}"}"; do echo "FAILED: $f"; done

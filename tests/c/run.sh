@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the vpn-ffi static library, compiles tests/c/esp_test.c against
-# include/vpn.h with warnings as errors, and runs it (under valgrind when it is
+# Builds the vpn-ffi static library, compiles tests/c/esp_test.c,
+# tests/c/config_test.c and tests/c/bgp_test.c against
+# include/vpn.h with warnings as errors, and runs them (under valgrind when it is
 # installed: any memory error or definite/indirect leak fails the run).
 #
 # Usage: tests/c/run.sh            (debug library)
@@ -21,18 +22,29 @@ fi
 mkdir -p "$TARGET_DIR/c"
 # Native libraries a Rust staticlib needs on Linux/glibc
 # (from `cargo rustc -p vpn-ffi --lib --crate-type staticlib -- --print native-static-libs`).
-"$CC" -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude \
-  tests/c/esp_test.c "$TARGET_DIR/$PROFILE/libvpn.a" \
-  -lpthread -ldl -lm -lrt -lutil -lgcc_s -lc \
-  -o "$TARGET_DIR/c/esp_test"
+build() {
+  "$CC" -std=c11 -Wall -Wextra -Werror -pedantic -g -Iinclude \
+    "tests/c/$1.c" "$TARGET_DIR/$PROFILE/libvpn.a" \
+    -lpthread -ldl -lm -lrt -lutil -lgcc_s -lc \
+    -o "$TARGET_DIR/c/$1"
+}
 
-if command -v valgrind >/dev/null 2>&1; then
-  # valgrind.supp documents its single, ring-internal suppression.
-  valgrind --error-exitcode=1 --leak-check=full \
-    --errors-for-leak-kinds=definite,indirect \
-    --suppressions=tests/c/valgrind.supp \
-    "$TARGET_DIR/c/esp_test"
-else
-  echo "valgrind not found: running without it" >&2
-  "$TARGET_DIR/c/esp_test"
-fi
+run() {
+  if command -v valgrind >/dev/null 2>&1; then
+    # valgrind.supp documents its single, ring-internal suppression.
+    valgrind --error-exitcode=1 --leak-check=full \
+      --errors-for-leak-kinds=definite,indirect \
+      --suppressions=tests/c/valgrind.supp \
+      "$@"
+  else
+    echo "valgrind not found: running without it" >&2
+    "$@"
+  fi
+}
+
+build esp_test
+build config_test
+build bgp_test
+run "$TARGET_DIR/c/esp_test"
+run "$TARGET_DIR/c/config_test" vpn-core/tests/fixtures/config
+run "$TARGET_DIR/c/bgp_test"

@@ -50,6 +50,7 @@ STATE_DIR = BASE_DIR / "state"
 NS_PREFIX = "vpnt"
 CHARON = "/usr/lib/ipsec/charon"
 UDP_TOOL = HERE / "udp_tool.py"
+KEEP_FAILED_WORKDIRS = 10
 
 ALLOWED_NETS = [
     ipaddress.ip_network(n)
@@ -412,10 +413,10 @@ class Netns:
                 t = _nft_table(dev)
                 rules = (
                     f"table inet {t} {{\n"
-                    f"  chain in {{ type filter hook input priority -300; iifname \"{dev}\" {match} drop; }}\n"
-                    f"  chain fwd {{ type filter hook forward priority -300; iifname \"{dev}\" {match} drop; "
+                    f"  chain vin {{ type filter hook input priority -300; iifname \"{dev}\" {match} drop; }}\n"
+                    f"  chain vfwd {{ type filter hook forward priority -300; iifname \"{dev}\" {match} drop; "
                     f"oifname \"{dev}\" {match} drop; }}\n"
-                    f"  chain out {{ type filter hook output priority -300; oifname \"{dev}\" {match} drop; }}\n"
+                    f"  chain vout {{ type filter hook output priority -300; oifname \"{dev}\" {match} drop; }}\n"
                     "}\n"
                 )
                 _sh(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules)
@@ -491,6 +492,13 @@ def cleanup_leftovers() -> list[str]:
         if wd.startswith(str(BASE_DIR) + "/" + NS_PREFIX):
             shutil.rmtree(wd, ignore_errors=True)
         f.unlink(missing_ok=True)
+    # work dirs kept for failed tests: keep the newest KEEP_FAILED_WORKDIRS
+    live = {json.loads(f.read_text()).get("workdir") for f in STATE_DIR.glob(f"{NS_PREFIX}*.json")
+            if f.stat().st_size}
+    kept = sorted((d for d in BASE_DIR.glob(f"{NS_PREFIX}*") if d.is_dir() and str(d) not in live),
+                  key=lambda d: d.stat().st_mtime, reverse=True)
+    for d in kept[KEEP_FAILED_WORKDIRS:]:
+        shutil.rmtree(d, ignore_errors=True)
     return removed
 
 
@@ -864,8 +872,8 @@ class BirdConfig:
     router_id: str
     local_as: int
     neighbors: list[BirdNeighbor] = field(default_factory=list)
-    static4: list[str | tuple[str, str]] = field(default_factory=list)
-    static6: list[str | tuple[str, str]] = field(default_factory=list)
+    static4: Sequence[str | tuple[str, str]] = field(default_factory=list)
+    static6: Sequence[str | tuple[str, str]] = field(default_factory=list)
     kernel_export: bool = False
     extra: str = ""
 
@@ -884,6 +892,9 @@ class BirdConfig:
         for n in self.neighbors:
             s += n.render(self.local_as)
         return s + self.extra
+
+
+BGP_STATES = ("Idle", "Connect", "Active", "Passive", "OpenSent", "OpenConfirm", "Established", "Close", "Down")
 
 
 class Bird:
@@ -933,8 +944,9 @@ class Bird:
 
     def protocol_state(self, name: str) -> str:
         """BGP state from ``show protocols <name>``: ``Established``, ``Active``,
-        ``Connect``, ``OpenSent``, ``OpenConfirm``, ``Idle`` (or the protocol state
-        ``up``/``start``/``down`` when BIRD shows no BGP state)."""
+        ``Connect``, ``Passive``, ``OpenSent``, ``OpenConfirm``, ``Idle``, or the
+        protocol state ``up``/``start``/``down`` when the Info column holds no BGP
+        state (e.g. ``down`` with ``Automatic shutdown: Route limit exceeded``)."""
         for line in self.birdc(f"show protocols {name}").stdout.splitlines():
             parts = line.split()
             if parts and parts[0] == name and len(parts) >= 4:
@@ -942,7 +954,9 @@ class Bird:
                 rest = parts[4:]
                 while rest and re.fullmatch(r"[\d:.\-]+", rest[0]):
                     rest = rest[1:]
-                return rest[0] if rest else parts[3]
+                if rest and rest[0] in BGP_STATES:
+                    return rest[0]
+                return parts[3]
         raise HarnessError(f"no protocol {name} in bird {self.label}")
 
     def protocol_info(self, name: str) -> str:
@@ -1100,7 +1114,7 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
     def table(path: list[str], d: Mapping[str, Any], header: str | None) -> None:
         if header is not None:
             out.append(header)
-        subs = []
+        subs: list[tuple[str, Any, bool]] = []
         for k, v in d.items():
             if isinstance(v, Mapping):
                 subs.append((k, v, False))
@@ -1183,11 +1197,11 @@ class _OurProgram(JsonLineProcess):
 
 
 class OurGateway(_OurProgram):
-    """Our IKE/ESP gateway (UDP 500/4500 + TUN), example ``interop_gateway``
+    """Our IKE/ESP gateway (UDP 500/4500 + TUN), example ``gateway``
     (planned). See :class:`_OurProgram` for the contract. Helpers follow the
     :class:`StrongSwan` names where the meaning is the same."""
 
-    example = "interop_gateway"
+    example = "gateway"
 
     def initiate(self) -> None:
         self.command({"cmd": "initiate"})
@@ -1203,10 +1217,10 @@ class OurGateway(_OurProgram):
 
 
 class OurBgpSpeaker(_OurProgram):
-    """Our BGP speaker, example ``interop_bgp`` (planned). See
+    """Our BGP speaker, example ``bgp_speaker``. See
     :class:`_OurProgram` for the contract."""
 
-    example = "interop_bgp"
+    example = "bgp_speaker"
 
     def wait_state(self, state: str, timeout: float = 15) -> dict[str, Any]:
         return self.wait_for_event(lambda e: e.get("event") == "bgp_state" and e.get("state") == state, timeout)
@@ -1224,7 +1238,8 @@ class OurBgpSpeaker(_OurProgram):
 
 def ping(net: Netns, ns: str, dst: str, count: int = 3, interval: float = 0.2, timeout: float = 1.0,
          src: str | None = None) -> tuple[int, int]:
-    """``ping`` from ``ns``; returns (sent, received). Never raises on loss."""
+    """``ping`` from ``ns``; returns (sent, received). Never raises on loss; when
+    ping cannot send at all (no route, link down) the result is (count, 0)."""
     check_address(dst)
     cmd = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(timeout)]
     if src:
@@ -1232,6 +1247,8 @@ def ping(net: Netns, ns: str, dst: str, count: int = 3, interval: float = 0.2, t
     res = net.run(ns, [*cmd, dst], check=False, timeout=count * (interval + timeout) + 10)
     m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", res.stdout)
     if not m:
+        if re.search(r"unreachable|Cannot assign|No route", res.stdout + res.stderr):
+            return count, 0  # could not even send (e.g. link down): all lost
         raise HarnessError(f"cannot parse ping output: {res.stdout}{res.stderr}")
     return int(m.group(1)), int(m.group(2))
 

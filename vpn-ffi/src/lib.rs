@@ -26,11 +26,17 @@
 // C names are written as they appear in the header.
 #![allow(non_camel_case_types)]
 
+mod bgp;
+mod config;
 mod esp;
 mod result;
 
+pub use bgp::*;
+pub use config::*;
 pub use esp::*;
 pub use result::*;
 
+#[cfg(test)]
+mod config_tests;
 #[cfg(test)]
 mod tests;

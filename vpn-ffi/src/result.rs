@@ -20,8 +20,10 @@ pub enum vpn_result {
     VPN_ERR_INVALID_ARGUMENT = 2,
     /// An encryption or integrity keyword is not known.
     VPN_ERR_UNKNOWN_ALGORITHM = 3,
-    /// The SA configuration is inconsistent (SPI, replay window, algorithm
-    /// combination).
+    /// A configuration breaks a rule: an ESP SA's (SPI, replay window,
+    /// algorithm combination) or a connection's (`vpn_config_validate`, or a
+    /// value that does not fit while loading). `vpn_last_error_message` has
+    /// the details of a connection configuration's errors.
     VPN_ERR_INVALID_CONFIG = 4,
     /// A key does not have the length its algorithm needs.
     VPN_ERR_INVALID_KEY_LENGTH = 5,
@@ -47,13 +49,20 @@ pub enum vpn_result {
     VPN_ERR_NOT_ESP = 15,
     /// The library panicked; the object involved should be freed.
     VPN_ERR_PANIC = 16,
+    /// A configuration document is not well-formed TOML, JSON or XML, or has
+    /// the wrong shape; `vpn_last_error_message` says where.
+    VPN_ERR_CONFIG_SYNTAX = 17,
+    /// A file could not be read; `vpn_last_error_message` says why.
+    VPN_ERR_IO = 18,
+    /// A BGP speaker has no neighbour with that number.
+    VPN_ERR_UNKNOWN_PEER = 19,
 }
 
 use vpn_result::*;
 
 /// Every code, in numeric order. (A function rather than a constant, which
 /// cbindgen would try to export as a macro.)
-pub(crate) fn all_results() -> [vpn_result; 17] {
+pub(crate) fn all_results() -> [vpn_result; 20] {
     [
         VPN_OK,
         VPN_ERR_NULL_ARGUMENT,
@@ -72,6 +81,9 @@ pub(crate) fn all_results() -> [vpn_result; 17] {
         VPN_ERR_MALFORMED,
         VPN_ERR_NOT_ESP,
         VPN_ERR_PANIC,
+        VPN_ERR_CONFIG_SYNTAX,
+        VPN_ERR_IO,
+        VPN_ERR_UNKNOWN_PEER,
     ]
 }
 
@@ -87,7 +99,7 @@ impl vpn_result {
             VPN_ERR_NULL_ARGUMENT => "a required pointer argument was NULL",
             VPN_ERR_INVALID_ARGUMENT => "invalid argument",
             VPN_ERR_UNKNOWN_ALGORITHM => "unknown ESP algorithm keyword",
-            VPN_ERR_INVALID_CONFIG => "invalid ESP SA configuration",
+            VPN_ERR_INVALID_CONFIG => "invalid configuration",
             VPN_ERR_INVALID_KEY_LENGTH => "key has the wrong length for its algorithm",
             VPN_ERR_BUFFER_TOO_SMALL => "buffer too small: the size needed was written to out_n",
             VPN_ERR_UNSUPPORTED_INNER_PACKET => "inner packet is neither IPv4 nor IPv6",
@@ -100,6 +112,9 @@ impl vpn_result {
             VPN_ERR_MALFORMED => "malformed ESP packet",
             VPN_ERR_NOT_ESP => "datagram on the NAT-T port is not ESP",
             VPN_ERR_PANIC => "internal error: the library panicked",
+            VPN_ERR_CONFIG_SYNTAX => "configuration document is not well-formed",
+            VPN_ERR_IO => "file could not be read",
+            VPN_ERR_UNKNOWN_PEER => "no BGP neighbour with that number",
         }
     }
 }

@@ -12,6 +12,9 @@
 //! the module within the stable ABI of Python 3.9, which lacks the buffer
 //! protocol.
 
+mod bgp;
+mod config;
+
 use core::time::Duration;
 
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -76,7 +79,10 @@ fn exceptions(py: Python<'_>) -> PyResult<&Exceptions> {
         Ok::<_, PyErr>(Exceptions {
             config: sub(
                 "ConfigError",
-                "Unknown algorithm keyword, wrong key length or invalid SA configuration.",
+                "An invalid configuration: an ESP SA's (unknown algorithm keyword, wrong \
+                 key length, inconsistent settings) or a connection's (`vpn.Config`). \
+                 `field` names the first offending field (or is None) and `errors` lists \
+                 every problem as (field, message).",
                 true,
             )?,
             buffer: sub(
@@ -136,7 +142,7 @@ fn esp_err(py: Python<'_>, err: EspError) -> PyErr {
     match err {
         EspError::UnknownAlgorithm
         | EspError::InvalidConfig(_)
-        | EspError::InvalidKeyLength { .. } => raise(py, &ex.config, msg),
+        | EspError::InvalidKeyLength { .. } => config::binding_error(py, msg),
         EspError::BufferTooSmall { needed } => with_attrs(
             py,
             raise(py, &ex.buffer, msg),
@@ -175,10 +181,7 @@ fn esp_err(py: Python<'_>, err: EspError) -> PyErr {
 }
 
 fn config_err(py: Python<'_>, msg: &str) -> PyErr {
-    match exceptions(py) {
-        Ok(ex) => raise(py, &ex.config, msg.to_owned()),
-        Err(e) => e,
-    }
+    config::binding_error(py, msg.to_owned())
 }
 
 // ---------------------------------------------------------------------------
@@ -768,6 +771,9 @@ fn _vpn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReplayError", ex.replay.bind(py))?;
     m.add("SaExpiredError", ex.expired.bind(py))?;
     m.add_class::<EspSa>()?;
+    m.add_class::<config::Config>()?;
+    m.add_class::<bgp::BgpSpeaker>()?;
+    m.add_class::<bgp::BgpEvent>()?;
     m.add_function(wrap_pyfunction!(encryption_algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(integrity_algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(key_length, m)?)?;

@@ -60,7 +60,7 @@ impl<'a, 'input> El<'a, 'input> {
     fn parse<T: FromStr>(&self, name: &str, what: &str) -> Result<T, ConfigError> {
         let (path, text) = self.text(name)?;
         text.parse()
-            .map_err(|_| ConfigError::invalid(path, format!("'{text}' is not {what}")))
+            .map_err(|_| ConfigError::invalid(path, format!("not {what}")))
     }
 }
 
@@ -68,10 +68,7 @@ fn parse_bool(path: &str, text: &str) -> Result<bool, ConfigError> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        _ => Err(ConfigError::invalid(
-            path,
-            format!("'{text}' is not a boolean"),
-        )),
+        _ => Err(ConfigError::invalid(path, "not a boolean (true or false)")),
     }
 }
 
@@ -81,7 +78,7 @@ fn parse_group(path: &str, text: &str) -> Result<DhGroup, ConfigError> {
     let digits = lower.strip_prefix("group").unwrap_or(&lower);
     let id: u16 = digits
         .parse()
-        .map_err(|_| ConfigError::invalid(path, format!("'{text}' is not a DH group")))?;
+        .map_err(|_| ConfigError::invalid(path, "not a DH group (group2, group14, ...)"))?;
     DhGroup::from_id(id).ok_or_else(|| {
         ConfigError::invalid(path, format!("DH group {id} is not supported by vpn-core"))
     })
@@ -93,13 +90,21 @@ fn parse_encryption(
 ) -> Result<crate::esp::EncryptionAlgorithm, ConfigError> {
     let (path, text) = el.text(name)?;
     aws_encryption(text)
-        .ok_or_else(|| ConfigError::invalid(path, format!("unknown encryption protocol '{text}'")))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                path,
+                "unknown encryption protocol (aes-128-cbc, aes-256-cbc, aes-128-gcm-16, aes-256-gcm-16)",
+            )
+        })
 }
 
 fn parse_integrity(el: &El<'_, '_>, name: &str) -> Result<IntegrityAlgorithm, ConfigError> {
     let (path, text) = el.text(name)?;
     aws_integrity(text).ok_or_else(|| {
-        ConfigError::invalid(path, format!("unknown authentication protocol '{text}'"))
+        ConfigError::invalid(
+            path,
+            "unknown authentication protocol (sha1, sha2-256, sha2-384, sha2-512)",
+        )
     })
 }
 
@@ -189,7 +194,7 @@ fn tunnel(t: &El<'_, '_>) -> Result<Imported, ConfigError> {
         Some((path, m)) if m.eq_ignore_ascii_case("aggressive") => {
             return Err(ConfigError::invalid(
                 path,
-                format!("IKEv1 {m} mode is not supported (main mode only)"),
+                "IKEv1 aggressive mode is not supported (main mode only)",
             ))
         }
         _ => 2,
@@ -199,10 +204,7 @@ fn tunnel(t: &El<'_, '_>) -> Result<Imported, ConfigError> {
     let ipsec = t.child("ipsec")?;
     let (path, protocol) = ipsec.text("protocol")?;
     if !protocol.eq_ignore_ascii_case("esp") {
-        return Err(ConfigError::invalid(
-            path,
-            format!("'{protocol}': only esp is supported"),
-        ));
+        return Err(ConfigError::invalid(path, "only esp is supported"));
     }
     let esp_enc = parse_encryption(&ipsec, "encryption_protocol")?;
     let esp_integ = if esp_enc.is_aead() {
@@ -217,10 +219,7 @@ fn tunnel(t: &El<'_, '_>) -> Result<Imported, ConfigError> {
     };
     if let Some((path, mode)) = ipsec.opt_text("mode")? {
         if !mode.eq_ignore_ascii_case("tunnel") {
-            return Err(ConfigError::invalid(
-                path,
-                format!("'{mode}': only tunnel mode is supported"),
-            ));
+            return Err(ConfigError::invalid(path, "only tunnel mode is supported"));
         }
     }
     let flag = |name: &str| -> Result<Option<bool>, ConfigError> {

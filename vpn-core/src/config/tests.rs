@@ -1045,3 +1045,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_key_pasted_into_the_wrong_xml_element_is_not_echoed() {
+    let pasted = "Paste.dInto_Wrong1";
+    for (element, replacement) in [
+        (
+            "<lifetime>28800</lifetime>",
+            format!("<lifetime>{pasted}</lifetime>"),
+        ),
+        (
+            "<encryption_protocol>aes-128-cbc</encryption_protocol>",
+            format!("<encryption_protocol>{pasted}</encryption_protocol>"),
+        ),
+        (
+            "<perfect_forward_secrecy>group2</perfect_forward_secrecy>",
+            format!("<perfect_forward_secrecy>{pasted}</perfect_forward_secrecy>"),
+        ),
+    ] {
+        assert!(AWS_XML.contains(element), "{element}");
+        let doc = AWS_XML.replacen(element, &replacement, 1);
+        let err = ConnectionConfig::from_aws_xml(&doc).unwrap_err();
+        assert!(err.field().is_some(), "{err}");
+        assert!(!err.to_string().contains(pasted), "{err}");
+        assert!(!format!("{err:?}").contains(pasted), "{err:?}");
+    }
+}

@@ -113,7 +113,7 @@ impl ConnectionConfig {
     /// - `name`: 1 to 64 of `[A-Za-z0-9_.-]`;
     /// - outside addresses IPv4 unicast, local ≠ remote; the two tunnels' AWS-side
     ///   outside addresses differ, and so do their inside CIDRs;
-    /// - `inside_cidr`: a /30 in 169.254.0.0/16, not one of [`RESERVED_INSIDE_CIDRS`];
+    /// - `inside_cidr`: a /30 in 169.254.0.0/16, not one of AWS's reserved blocks;
     /// - `psk`: 8 to 64 of letters, digits, `.`, `_`, not starting with `0`;
     /// - `ike_version` 1 or 2; every proposal made of known algorithms with the parts it
     ///   needs; IKEv1: no AEAD for the IKE SA, one PFS group per ESP proposal, and

@@ -5,4 +5,5 @@
 //! - [`v2`]: IKEv2 (RFC 7296): wire format and SK payload protection.
 
 pub mod proposal;
+pub mod v1;
 pub mod v2;

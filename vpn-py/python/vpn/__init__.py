@@ -1,4 +1,6 @@
-"""Embeddable sans-IO site-to-site VPN stack: the ESP data plane.
+"""Embeddable sans-IO site-to-site VPN stack: the ESP data plane, the
+connection configuration (:class:`Config`) and a BGP speaker
+(:class:`BgpSpeaker`).
 
 >>> import vpn
 >>> sa = vpn.EspSa(0x1000, "aes256gcm16", bytes(36))
@@ -6,13 +8,27 @@
 >>> sa.decapsulate(sa.encapsulate(inner, now_ns=0), now_ns=0) == inner
 True
 
+>>> cfg = vpn.Config.from_file("examples/connection.toml")  # doctest: +SKIP
+>>> cfg.validate()  # raises vpn.ConfigError(.field, .errors)  # doctest: +SKIP
+
+>>> bgp = vpn.BgpSpeaker(65000, "10.0.0.1")
+>>> bgp.add_neighbor("169.254.10.1", 64512, policy="all")
+0
+>>> bgp.announce("10.1.0.0/16")
+>>> bgp.rib()
+[('10.1.0.0/16', None)]
+
 Errors derive from :class:`VpnError`; configuration errors are also
-:class:`ValueError`. Key bytes never appear in messages or reprs.
+:class:`ValueError`. Key bytes and pre-shared keys never appear in messages
+or reprs.
 """
 
 from ._vpn import (
     AuthenticationError,
+    BgpEvent,
+    BgpSpeaker,
     BufferTooSmallError,
+    Config,
     ConfigError,
     EspSa,
     MalformedPacketError,
@@ -26,7 +42,10 @@ from ._vpn import (
 
 __all__ = [
     "AuthenticationError",
+    "BgpEvent",
+    "BgpSpeaker",
     "BufferTooSmallError",
+    "Config",
     "ConfigError",
     "EspSa",
     "MalformedPacketError",

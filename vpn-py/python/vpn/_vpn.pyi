@@ -1,6 +1,7 @@
 """Type stubs for the compiled extension ``vpn._vpn``."""
 
-from typing import Literal, Optional, TypedDict, Union
+import os
+from typing import Any, Literal, Optional, TypedDict, Union
 
 _BytesLike = Union[bytes, bytearray, memoryview]
 _Writable = Union[bytearray, memoryview]
@@ -9,7 +10,13 @@ class VpnError(Exception):
     """Base class of every error raised by the vpn module."""
 
 class ConfigError(VpnError, ValueError):
-    """Unknown algorithm keyword, wrong key length or invalid SA configuration."""
+    """An invalid configuration: an ESP SA's (unknown algorithm keyword, wrong
+    key length, inconsistent settings) or a connection's (:class:`Config`)."""
+
+    field: Optional[str]
+    """The first offending field (``tunnels[1].psk``), or None (syntax errors)."""
+    errors: list[tuple[Optional[str], str]]
+    """Every problem as ``(field, message)``."""
 
 class BufferTooSmallError(VpnError, ValueError):
     """The output buffer is too small."""
@@ -140,3 +147,192 @@ class EspSa:
 def encryption_algorithms() -> list[str]: ...
 def integrity_algorithms() -> list[str]: ...
 def key_length(keyword: str, integrity: bool = False) -> int: ...
+
+class Config:
+    """A VPN connection's configuration: two redundant tunnels, static or BGP
+    routing, failover (``vpn_core::config::ConnectionConfig``).
+
+    Load with a ``from_*`` constructor, then call :meth:`validate`. Pre-shared
+    keys appear only in :meth:`to_toml`, :meth:`to_json`, :meth:`to_swanctl`,
+    ``summary(show_secrets=True)`` and ``to_dict(show_secrets=True)``; never in
+    errors or the repr. Text arguments are ``str`` or UTF-8 ``bytes``; all
+    parse and validation problems raise :class:`ConfigError`.
+    """
+
+    @staticmethod
+    def from_toml(text: Union[str, bytes]) -> Config:
+        """Parse the native TOML format (syntax and types only)."""
+    @staticmethod
+    def from_json(text: Union[str, bytes]) -> Config:
+        """Parse the native JSON format (the same keys as TOML)."""
+    @staticmethod
+    def from_aws_xml(text: Union[str, bytes]) -> Config:
+        """Import AWS's CustomerGatewayConfiguration XML."""
+    @staticmethod
+    def from_file(path: Union[str, os.PathLike[str]]) -> Config:
+        """Read a ``.toml``, ``.json`` or ``.xml`` (AWS) file; OSError if unreadable."""
+    def merge_aws_tunnel_options(self, json: Union[str, bytes]) -> None:
+        """Overlay DescribeVpnConnections TunnelOptions; all or nothing."""
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` listing every problem."""
+    def to_toml(self) -> str:
+        """Native TOML (contains the pre-shared keys)."""
+    def to_json(self) -> str:
+        """Native JSON (contains the pre-shared keys)."""
+    def to_swanctl(self) -> str:
+        """strongSwan swanctl.conf for the other end (contains the pre-shared keys)."""
+    def to_bird(self) -> Optional[str]:
+        """BIRD 2 config for the other end's BGP sessions; None with static routing."""
+    def summary(self, show_secrets: bool = False) -> str:
+        """Readable description; keys shown as ``<redacted>`` unless ``show_secrets``."""
+    def to_dict(self, show_secrets: bool = False) -> dict[str, Any]:
+        """Plain data in the JSON format's shape; ``psk`` redacted unless ``show_secrets``."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> Literal["cgw", "vgw"]: ...
+    @property
+    def routing(self) -> Literal["static", "bgp"]: ...
+    @property
+    def local_asn(self) -> Optional[int]:
+        """This end's ASN with BGP routing, else None."""
+    @property
+    def peer_asn(self) -> Optional[int]:
+        """The other end's ASN with BGP routing, else None."""
+    @property
+    def outside_addresses(self) -> list[tuple[str, str]]:
+        """Per tunnel, ``(local, remote)`` outside addresses."""
+    @property
+    def inside_cidrs(self) -> list[str]:
+        """Per tunnel, the inside /30."""
+    def __eq__(self, other: object) -> bool: ...
+
+_BgpEventKind = Literal[
+    "state_changed",
+    "established",
+    "down",
+    "route_added",
+    "route_changed",
+    "route_withdrawn",
+    "end_of_rib",
+    "stale_routes_expired",
+    "route_refresh_requested",
+    "outbound_cap_reached",
+]
+_BgpState = Literal["idle", "connect", "active", "open_sent", "open_confirm", "established"]
+_BgpDownReason = Literal[
+    "admin_down",
+    "hold_timer_expired",
+    "notification_received",
+    "notification_sent",
+    "bad_peer_as",
+    "connection_closed",
+    "max_prefixes",
+]
+
+class _BgpEventDict(TypedDict):
+    kind: _BgpEventKind
+    peer: Optional[int]
+    state: Optional[_BgpState]
+    prefix: Optional[str]
+    next_hop: Optional[str]
+    reason: Optional[_BgpDownReason]
+    error_code: Optional[int]
+    error_subcode: Optional[int]
+    expected_asn: Optional[int]
+    received_asn: Optional[int]
+    message: str
+
+class BgpEvent:
+    """Something a :class:`BgpSpeaker` reports (immutable). Fields that do not
+    apply are None."""
+
+    @property
+    def kind(self) -> _BgpEventKind: ...
+    @property
+    def peer(self) -> Optional[int]:
+        """The neighbour; for route events the route's source (None: our own route, or a withdrawal)."""
+    @property
+    def state(self) -> Optional[_BgpState]:
+        """Session events: the session's state."""
+    @property
+    def prefix(self) -> Optional[str]:
+        """Route events: ``"10.1.0.0/16"``."""
+    @property
+    def next_hop(self) -> Optional[str]:
+        """Route events: the next hop, if any."""
+    @property
+    def reason(self) -> Optional[_BgpDownReason]:
+        """Down events: why."""
+    @property
+    def error_code(self) -> Optional[int]:
+        """NOTIFICATION error code of a down event."""
+    @property
+    def error_subcode(self) -> Optional[int]: ...
+    @property
+    def expected_asn(self) -> Optional[int]:
+        """``bad_peer_as``: the AS configured for the neighbour."""
+    @property
+    def received_asn(self) -> Optional[int]:
+        """``bad_peer_as``: the AS in the neighbour's OPEN."""
+    @property
+    def message(self) -> str:
+        """A human-readable description."""
+    def to_dict(self) -> _BgpEventDict: ...
+
+class BgpSpeaker:
+    """A sans-IO BGP-4 speaker: the caller owns the TCP connections and the clock.
+
+    After any input or command, drain :meth:`poll_transmit` (write the bytes to
+    that neighbour's connection), :meth:`poll_action` (connect / close) and
+    :meth:`poll_event` until they return None, then call :meth:`handle_timeout`
+    at :meth:`poll_timeout`. ``now_ns`` defaults to ``time.monotonic_ns()``.
+    """
+
+    def __init__(self, asn: int, router_id: str) -> None:
+        """``router_id`` is a dotted quad; :class:`ConfigError` for AS 0 or 0.0.0.0."""
+    def add_neighbor(
+        self,
+        peer_address: str,
+        peer_asn: int,
+        *,
+        local_address: Optional[str] = None,
+        passive: bool = False,
+        hold_time: int = 30,
+        policy: Literal["default", "all", "none"] = "default",
+    ) -> int:
+        """Add a neighbour (idle until :meth:`start`); returns its number.
+
+        ``policy`` covers both directions: ``"default"`` is RFC 8212 (nothing
+        from or to an eBGP neighbour), ``"all"`` accepts and announces
+        everything, ``"none"`` nothing. ValueError for unparsable addresses,
+        :class:`ConfigError` for invalid settings."""
+    def start(self, peer: int, *, now_ns: Optional[int] = None) -> None: ...
+    def stop(self, peer: int, reason: str = "", *, now_ns: Optional[int] = None) -> None:
+        """Administrative shutdown with an RFC 9003 message."""
+    def announce(self, prefix: str, next_hop: Optional[str] = None) -> None:
+        """Originate ``prefix`` (ORIGIN IGP); ``next_hop`` is what :meth:`rib` shows."""
+    def withdraw(self, prefix: str) -> None: ...
+    def handle_connected(self, peer: int, outbound: bool, *, now_ns: Optional[int] = None) -> None:
+        """A TCP connection is up: ``outbound`` if we opened it."""
+    def handle_closed(self, peer: int, outbound: bool, *, now_ns: Optional[int] = None) -> None:
+        """A TCP connection closed (or an outbound attempt failed)."""
+    def handle_bytes(
+        self, peer: int, outbound: bool, data: _BytesLike, *, now_ns: Optional[int] = None
+    ) -> None:
+        """Bytes read from a connection; malformed input never raises (NOTIFICATION + ``down`` event)."""
+    def handle_timeout(self, *, now_ns: Optional[int] = None) -> None: ...
+    def poll_transmit(self) -> Optional[tuple[int, bool, bytes]]:
+        """``(peer, outbound, data)`` to write, or None."""
+    def poll_action(self) -> Optional[tuple[int, Literal["connect", "close"], bool]]:
+        """``(peer, action, outbound)``, or None."""
+    def poll_event(self) -> Optional[BgpEvent]: ...
+    def poll_events(self) -> list[BgpEvent]:
+        """Every pending event."""
+    def poll_timeout(self) -> Optional[int]:
+        """When to call :meth:`handle_timeout` next (ns), or None."""
+    def peer_state(self, peer: int) -> _BgpState: ...
+    def rib(self) -> list[tuple[str, Optional[str]]]:
+        """The Loc-RIB as ``(prefix, next_hop)`` in prefix order."""
+    def __len__(self) -> int:
+        """Routes in the Loc-RIB."""

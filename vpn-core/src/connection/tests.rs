@@ -1,0 +1,267 @@
+//! Two sites, each a connection of two manually keyed tunnels, in memory.
+
+use super::*;
+use crate::entropy::SeededEntropy;
+use crate::tunnel::{Keying, ManualKeying, ManualSa, TunnelSettings};
+
+const T0: Timestamp = Timestamp::ZERO;
+
+fn sa(spi: u32) -> ManualSa {
+    ManualSa {
+        spi,
+        encryption: crate::esp::EncryptionAlgorithm::Aes256Gcm16,
+        integrity: None,
+        encryption_key: zeroize::Zeroizing::new(vec![spi as u8; 36]),
+        integrity_key: zeroize::Zeroizing::new(Vec::new()),
+        esn: false,
+    }
+}
+
+/// Site A (CGW, 10.1.0.0/16) and site B (VGW, 10.2.0.0/16); tunnel i uses
+/// outside addresses 192.0.2.(1+i) and 198.51.100.(1+i).
+fn sites(failover: FailoverPolicy) -> (Connection, Connection) {
+    let site = |a_side: bool| {
+        let tunnels = (0..2u32)
+            .map(|i| {
+                let a = format!("192.0.2.{}:500", 1 + i).parse().unwrap();
+                let b = format!("198.51.100.{}:500", 1 + i).parse().unwrap();
+                let (a_out, b_out) = (0x1000 + i, 0x2000 + i);
+                let (local, remote, out, inn, lan, peer) = if a_side {
+                    (a, b, a_out, b_out, "10.1.0.0/16", "10.2.0.0/16")
+                } else {
+                    (b, a, b_out, a_out, "10.2.0.0/16", "10.1.0.0/16")
+                };
+                Tunnel::new(
+                    TunnelSettings {
+                        local,
+                        remote,
+                        keying: Keying::Manual(ManualKeying {
+                            outbound: sa(out),
+                            inbound: sa(inn),
+                        }),
+                        local_traffic: vec![lan.parse().unwrap()],
+                        remote_traffic: vec![peer.parse().unwrap()],
+                        replay_window: 1024,
+                    },
+                    T0,
+                )
+                .unwrap()
+            })
+            .collect();
+        let peer_lan = if a_side { "10.2.0.0/16" } else { "10.1.0.0/16" };
+        Connection::new(
+            tunnels,
+            ConnectionPolicy {
+                failover,
+                static_routes: vec![peer_lan.parse().unwrap()],
+                ..ConnectionPolicy::default()
+            },
+            T0,
+            &mut SeededEntropy::new(9),
+        )
+        .unwrap()
+    };
+    let mut rng = SeededEntropy::new(5);
+    let (mut a, mut b) = (site(true), site(false));
+    a.connect(T0, &mut rng).unwrap();
+    b.connect(T0, &mut rng).unwrap();
+    (a, b)
+}
+
+const STANDBY: FailoverPolicy = FailoverPolicy::ActiveStandby {
+    preferred_tunnel: 0,
+    failback_hysteresis_secs: 60,
+};
+
+fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p
+}
+
+/// Sends `inner` from `from` to `to`; returns the tunnel used, or the error.
+fn deliver(
+    now: Timestamp,
+    from: &mut Connection,
+    to: &mut Connection,
+    inner: &[u8],
+) -> Result<TunnelIndex, SendError> {
+    let mut buf = vec![0u8; 2048];
+    let h = from.headroom();
+    buf[h..h + inner.len()].copy_from_slice(inner);
+    match from.send_packet(now, &mut buf, inner.len())? {
+        SendOutcome::Sent { tunnel, transmit } => {
+            let (index, received) = to.handle_datagram(
+                now,
+                transmit.remote,
+                transmit.local,
+                &mut buf[..transmit.len],
+            );
+            assert_eq!(index, Some(tunnel));
+            let Received::Inner { range } = received else {
+                panic!("{received:?}")
+            };
+            assert_eq!(&buf[range], inner);
+            Ok(tunnel)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn drain(c: &mut Connection) -> Vec<ConnectionEvent> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+#[test]
+fn active_standby_fails_over_in_the_same_call_and_fails_back_after_hysteresis() {
+    let (mut a, mut b) = sites(STANDBY);
+    assert!(
+        drain(&mut a).contains(&ConnectionEvent::ActiveTunnelChanged {
+            from: None,
+            to: Some(0)
+        })
+    );
+    let packet = udp([10, 1, 0, 5], [10, 2, 0, 9], 1000, 200);
+    assert_eq!(deliver(T0, &mut a, &mut b, &packet), Ok(0));
+
+    // Tunnel 0 fails: the same call moves traffic to tunnel 1.
+    let t1 = Timestamp::from_secs(10);
+    let mut rng = SeededEntropy::new(1);
+    a.set_tunnel_admin_up(t1, 0, false, &mut rng).unwrap();
+    let events = drain(&mut a);
+    assert!(
+        events.contains(&ConnectionEvent::ActiveTunnelChanged {
+            from: Some(0),
+            to: Some(1)
+        }),
+        "{events:?}"
+    );
+    assert_eq!(deliver(t1, &mut a, &mut b, &packet), Ok(1));
+
+    // Tunnel 0 returns: traffic stays on 1 until it has been up for 60 s.
+    let t2 = Timestamp::from_secs(20);
+    a.set_tunnel_admin_up(t2, 0, true, &mut rng).unwrap();
+    // Manual SAs restart at sequence 1: the far end restarts its SA too.
+    b.set_tunnel_admin_up(t2, 0, false, &mut rng).unwrap();
+    b.set_tunnel_admin_up(t2, 0, true, &mut rng).unwrap();
+    assert_eq!(a.poll_timeout(), Some(Timestamp::from_secs(80)));
+    a.handle_timeout(Timestamp::from_secs(79));
+    assert_eq!(
+        deliver(Timestamp::from_secs(79), &mut a, &mut b, &packet),
+        Ok(1)
+    );
+    a.handle_timeout(Timestamp::from_secs(80));
+    assert_eq!(a.active_tunnel(), Some(0));
+    assert_eq!(
+        deliver(Timestamp::from_secs(80), &mut a, &mut b, &packet),
+        Ok(0)
+    );
+    assert_eq!(a.metrics().failovers, 2);
+}
+
+#[test]
+fn a_flapping_preferred_tunnel_does_not_pull_traffic_back() {
+    let (mut a, _) = sites(STANDBY);
+    let mut rng = SeededEntropy::new(1);
+    a.set_tunnel_admin_up(Timestamp::from_secs(1), 0, false, &mut rng)
+        .unwrap();
+    for i in 0..10 {
+        // Up for 30 s, down again: never long enough for failback.
+        a.set_tunnel_admin_up(Timestamp::from_secs(10 + 40 * i), 0, true, &mut rng)
+            .unwrap();
+        a.handle_timeout(Timestamp::from_secs(40 + 40 * i));
+        assert_eq!(a.active_tunnel(), Some(1));
+        a.set_tunnel_admin_up(Timestamp::from_secs(40 + 40 * i), 0, false, &mut rng)
+            .unwrap();
+    }
+    assert_eq!(a.metrics().failovers, 1);
+}
+
+#[test]
+fn active_active_spreads_flows_and_keeps_each_flow_on_one_tunnel() {
+    let (mut a, mut b) = sites(FailoverPolicy::ActiveActive);
+    let mut used = [0usize; 2];
+    for port in 0..64u16 {
+        let packet = udp([10, 1, 0, 5], [10, 2, 0, 9], 2000 + port, 100);
+        let first = deliver(T0, &mut a, &mut b, &packet).unwrap();
+        assert_eq!(deliver(T0, &mut a, &mut b, &packet), Ok(first));
+        used[first] += 1;
+    }
+    assert!(used[0] > 10 && used[1] > 10, "{used:?}");
+    // One tunnel down: every flow moves to the other.
+    a.set_tunnel_admin_up(T0, 1, false, &mut SeededEntropy::new(1))
+        .unwrap();
+    for port in 0..64u16 {
+        let packet = udp([10, 1, 0, 5], [10, 2, 0, 9], 2000 + port, 100);
+        assert_eq!(deliver(T0, &mut a, &mut b, &packet), Ok(0));
+    }
+}
+
+#[test]
+fn no_route_when_both_tunnels_are_down_or_the_destination_is_unknown() {
+    let (mut a, mut b) = sites(STANDBY);
+    let elsewhere = udp([10, 1, 0, 5], [172, 16, 0, 1], 1, 100);
+    assert_eq!(
+        deliver(T0, &mut a, &mut b, &elsewhere),
+        Err(SendError::NoRoute("172.16.0.1".parse().unwrap()))
+    );
+    let mut rng = SeededEntropy::new(1);
+    a.set_tunnel_admin_up(T0, 0, false, &mut rng).unwrap();
+    a.set_tunnel_admin_up(T0, 1, false, &mut rng).unwrap();
+    let packet = udp([10, 1, 0, 5], [10, 2, 0, 9], 1, 100);
+    assert!(matches!(
+        deliver(T0, &mut a, &mut b, &packet),
+        Err(SendError::NoRoute(_))
+    ));
+    assert_eq!(a.active_tunnel(), None);
+    assert_eq!(a.metrics().drops_no_route, 2);
+}
+
+#[test]
+fn oversized_packets_are_refused_or_answered_with_icmp() {
+    let (mut a, mut b) = sites(STANDBY);
+    let big = udp([10, 1, 0, 5], [10, 2, 0, 9], 1, 1500);
+    assert_eq!(
+        deliver(T0, &mut a, &mut b, &big),
+        Err(SendError::TooBig {
+            len: 1500,
+            mtu: 1436
+        })
+    );
+    a.policy.clear_df = false;
+    let mut df = big.clone();
+    df[6] = 0x40;
+    let mut buf = vec![0u8; 2048];
+    let h = a.headroom();
+    buf[h..h + df.len()].copy_from_slice(&df);
+    let Ok(SendOutcome::IcmpTooBig { len }) = a.send_packet(T0, &mut buf, df.len()) else {
+        panic!()
+    };
+    assert_eq!((buf[20], buf[21]), (3, 4));
+    assert_eq!(&buf[16..20], &[10, 1, 0, 5]);
+    assert_eq!(packet::internet_checksum(&buf[20..len]), 0);
+}
+
+#[test]
+fn policy_from_the_aws_fixture() {
+    let xml = include_str!("../../tests/fixtures/config/aws-vpn-connection-bgp.xml");
+    let config = crate::config::ConnectionConfig::from_aws_xml(xml).unwrap();
+    let policy = ConnectionPolicy::from_config(&config);
+    assert_eq!(
+        (policy.mtu, policy.tcp_mss_clamp),
+        (config.mtu, config.tcp_mss_clamp)
+    );
+    let bgp = policy.bgp.expect("the fixture uses BGP");
+    assert!(bgp.active, "the customer gateway opens the sessions");
+    assert_eq!(bgp.inside_addresses.len(), 2);
+    for (i, (ours, theirs)) in bgp.inside_addresses.iter().enumerate() {
+        assert_eq!(Some(*ours), config.tunnels[i].cgw_inside_address());
+        assert_eq!(Some(*theirs), config.tunnels[i].vgw_inside_address());
+    }
+    assert_eq!(bgp.peer_asn, 64512);
+}
