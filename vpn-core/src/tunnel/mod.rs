@@ -14,6 +14,23 @@
 //! timeout. The data path never allocates: [`send_inner`](Tunnel::send_inner)
 //! seals in the caller's buffer and [`handle_datagram`](Tunnel::handle_datagram)
 //! opens in it.
+//!
+//! With [`Keying::Ikev2`] the tunnel runs an [`Ikev2Session`]:
+//! - [`connect`](Tunnel::connect) initiates (startup action `start`) or
+//!   starts listening as responder (`add`); either way the state becomes
+//!   `Connecting`, then `Up` once a child SA is installed.
+//! - Datagrams arriving on port 500 are IKE; on port 4500 the non-ESP marker
+//!   tells IKE from ESP (dispatched by SPI to the right child SA, including
+//!   an old inbound SA kept for a few seconds after a rekey) and from NAT
+//!   keepalives. Bind both ports and hand every datagram from either in.
+//! - [`poll_transmit`](Tunnel::poll_transmit) yields IKE messages (from the
+//!   local address on port 500, or 4500 with the marker once NAT-T is in
+//!   use) and keepalives; `Transmit::remote` is where the peer was last seen.
+//! - ESP always travels in UDP 4500 ([`send_inner`](Tunnel::send_inner)).
+//! - Randomness: [`Tunnel::with_entropy`] hands in a source for the tunnel's
+//!   life; with [`Tunnel::new`], [`connect`](Tunnel::connect) seeds a
+//!   ChaCha20 generator from the entropy passed to it. `handle_timeout`
+//!   keeps its signature.
 
 mod child;
 
@@ -119,8 +136,10 @@ pub enum TunnelState {
 }
 
 /// Why a tunnel went down, named so that an operator can act on it.
-/// Never carries key material.
+/// Never carries key material. New causes may be added: match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DownReason {
     /// [`Tunnel::close`] was called.
     Closed,
@@ -180,8 +199,10 @@ impl fmt::Display for DownReason {
     }
 }
 
-/// Something the tunnel's owner may want to know or act on.
+/// Something the tunnel's owner may want to know or act on. New events may
+/// be added: match with a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TunnelEvent {
     StateChanged {
         from: TunnelState,

@@ -11,7 +11,7 @@ use crate::crypto::{Prf, SecretBytes};
 /// The key pad of RFC 7296 §2.15.
 const KEY_PAD: &[u8] = b"Key Pad for IKEv2";
 
-/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>), with
+/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), `<SignedOctets>`), with
 /// SignedOctets = RealMessage | Nonce of the other side | prf(SK_p, ID body).
 pub fn psk_auth(
     prf: Prf,

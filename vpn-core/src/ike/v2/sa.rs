@@ -2,7 +2,7 @@
 //! exchanges and the child SAs it negotiates, as a sans-IO state machine.
 //!
 //! Shape:
-//! - An [`IkeSa`] is the keyed channel (SPIs, SK ciphers, message IDs). Each
+//! - An `IkeSa` is the keyed channel (SPIs, SK ciphers, message IDs). Each
 //!   one runs at most one request of ours at a time (window size 1) with
 //!   retransmission, and answers the peer's requests in order, caching the
 //!   last response so that a retransmitted request gets identical bytes.
@@ -310,6 +310,9 @@ pub struct Ikev2Session {
     old_deleted: bool,
     /// The IKE SA the peer's rekey created while ours was running.
     collided_ike: Option<IkeSa>,
+    /// When an IKE SA replaced by reauthentication is dropped if the peer
+    /// has not deleted it.
+    old_ike_until: Option<Timestamp>,
     /// Where the peer's IKE messages on port 500 and 4500 come from.
     peer_500: SocketAddr,
     peer_4500: SocketAddr,
@@ -400,6 +403,7 @@ impl Ikev2Session {
             delete_queue: Vec::new(),
             old_deleted: false,
             collided_ike: None,
+            old_ike_until: None,
             peer_500: remote,
             peer_4500: SocketAddr::new(remote.ip(), crate::tunnel::NAT_T_PORT),
         }
@@ -556,6 +560,9 @@ impl Ikev2Session {
         if let Some(r) = self.old_ike.as_ref().and_then(|sa| sa.request.as_ref()) {
             add(Some(r.next_at));
         }
+        if self.old_ike.is_some() {
+            add(self.old_ike_until);
+        }
         if let Some(sa) = &self.ike {
             if let Some(r) = &sa.request {
                 add(Some(r.next_at));
@@ -583,6 +590,12 @@ impl Ikev2Session {
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp, entropy: &mut dyn Entropy) {
+        if self.old_ike_until.is_some_and(|t| now >= t) {
+            self.old_ike_until = None;
+            if self.old_ike.as_ref().is_some_and(|sa| sa.request.is_none()) {
+                self.old_ike = None;
+            }
+        }
         // Retransmissions and give-ups, old SA first.
         if let Some(old) = self.old_ike.as_mut() {
             if let Some(r) = old.request.as_mut() {
@@ -1269,9 +1282,21 @@ impl Ikev2Session {
                 return true;
             }
             if sa.initiator && !sa.established {
-                // Both sides initiating: keep ours, the peer will answer it.
-                return false;
+                // Both sides initiating at once: the initiation with the
+                // higher SPI goes on, the other side answers it instead.
+                if sa.spi_i > msg.header.spi_i {
+                    return false;
+                }
+                self.ike = None;
             }
+        }
+        // A late copy of the request that made an SA we already have.
+        let known = [self.ike.as_ref(), self.old_ike.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|sa| !sa.initiator && sa.spi_i == msg.header.spi_i);
+        if known {
+            return true;
         }
         let p = &msg.payloads;
         let (Some(sa_p), Some(ke), Some(ni)) = (p.sa(), p.ke(), valid_nonce(p.nonce())) else {
@@ -1459,15 +1484,21 @@ impl Ikev2Session {
                 data: our_auth.to_vec(),
             }),
         ];
-        // Authenticated: an older IKE SA with this peer is replaced.
-        if let Some(old) = self.old_ike.take() {
-            let _ = old;
-            for c in self.children.drain(..) {
-                self.events.push_back(SessionEvent::ChildDeleted {
-                    inbound_spi: c.inbound_spi,
-                });
+        // Authenticated: this IKE SA replaces an older one with the peer.
+        // With INITIAL_CONTACT the peer forgot that one (it restarted);
+        // without, this is a make-before-break reauthentication and the
+        // peer will delete the old SA itself. Either way the old children
+        // go once the new one is installed.
+        let replaced: Vec<u32> = match self.old_ike.take() {
+            Some(old) => {
+                if p.find_notify(NotifyType::INITIAL_CONTACT).is_none() {
+                    self.old_ike = Some(old);
+                    self.old_ike_until = Some(now + HALF_OPEN_TIMEOUT);
+                }
+                self.children.iter().map(|c| c.inbound_spi).collect()
             }
-        }
+            None => Vec::new(),
+        };
         self.ike_established(now, entropy);
         let (Some(sa_p), Some(tsi), Some(tsr)) = (p.sa(), p.ts_i(), p.ts_r()) else {
             self.pending_failure =
@@ -1504,6 +1535,13 @@ impl Ikev2Session {
             entropy,
         ) {
             Ok(_) => {
+                for old in replaced {
+                    if let Some(pos) = self.children.iter().position(|c| c.inbound_spi == old) {
+                        self.children.remove(pos);
+                        self.events
+                            .push_back(SessionEvent::ChildDeleted { inbound_spi: old });
+                    }
+                }
                 out.push(Payload::Sa(SaPayload {
                     proposals: vec![esp.to_wire(spi)],
                 }));
@@ -1755,6 +1793,8 @@ impl Ikev2Session {
     fn authentic(&mut self, now: Timestamp, remote: SocketAddr, nat_t_in: bool) {
         self.note_inbound(now);
         if nat_t_in {
+            // The peer moved IKE to 4500: so do we (RFC 7296 §2.23).
+            self.nat_t = true;
             self.peer_4500 = remote;
         } else {
             self.peer_500 = remote;

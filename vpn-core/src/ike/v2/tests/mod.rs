@@ -986,3 +986,63 @@ fn simultaneous_ike_rekeys_with_a_late_response() {
         assert_eq!(Pair::down_reason(&p.a_events), None);
     }
 }
+
+#[test]
+fn both_ends_initiating_at_once_make_one_ike_sa() {
+    for seed in 1..5 {
+        let mut cfg = Config::default();
+        cfg.seed = seed;
+        cfg.b.startup_action = crate::config::StartupAction::Start;
+        let mut p = Pair::new(cfg);
+        p.run_for(Duration::from_secs(20));
+        assert!(p.both_up(), "seed {seed}: {:?}", p.a_events);
+        assert_eq!(p.a.ike().unwrap().ike_spis(), p.b.ike().unwrap().ike_spis());
+        pairs_match(&p);
+        assert!(p.ping());
+    }
+}
+
+#[test]
+fn a_late_copy_of_ike_sa_init_changes_nothing() {
+    let mut p = established(Config::default());
+    let init = p.ike_messages()[0].bytes.clone();
+    let spis = p.b.ike().unwrap().ike_spis();
+    let mut m = init;
+    let from = std::net::SocketAddr::new(ip(A_IP), 500);
+    let to = std::net::SocketAddr::new(ip(B_IP), 500);
+    let _ = p.b.handle_datagram(p.now, to, from, &mut m);
+    p.pump();
+    assert_eq!(p.b.ike().unwrap().ike_spis(), spis);
+    assert!(!p.b.ike().unwrap().has_old_ike_sa());
+    assert_eq!(p.ike_messages().len(), 4, "no answer to a stale request");
+    assert!(p.ping());
+}
+
+#[test]
+fn tunnel_is_send() {
+    fn send<T: Send>() {}
+    send::<crate::tunnel::Tunnel>();
+}
+
+#[test]
+fn restarted_initiator_replaces_the_old_sas_with_initial_contact() {
+    let mut p = established(Config::default());
+    let old_b_in = p.b.child_sa().unwrap().inbound_spi();
+    p.restart_a(
+        ike("aes256gcm16-prfsha256-ecp256", "aes256gcm16", true),
+        "10.1.0.0/16",
+        "10.2.0.0/16",
+        77,
+    );
+    p.run_for(SECOND);
+    assert!(p.both_up());
+    assert_ne!(p.b.child_sa().unwrap().inbound_spi(), old_b_in);
+    assert!(p.b_events.contains(&TunnelEvent::ChildSaDeleted {
+        inbound_spi: old_b_in
+    }));
+    assert!(!p.b.ike().unwrap().has_old_ike_sa());
+    assert!(p.ping());
+    pairs_match(&p);
+    p.run_for(Duration::from_secs(10));
+    assert_eq!(p.b.child_sas().count(), 1);
+}

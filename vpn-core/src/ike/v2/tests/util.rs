@@ -202,6 +202,21 @@ impl Pair {
         p
     }
 
+    /// A restarts: a fresh tunnel with new randomness and no memory of the
+    /// old SAs initiates again.
+    pub fn restart_a(&mut self, ike: Ikev2Settings, a_lan: &str, b_lan: &str, seed: u64) {
+        let b_addr = SocketAddr::new(ip(B_IP), 500);
+        self.a = Tunnel::with_entropy(
+            settings(self.a_local, b_addr, ike, a_lan, b_lan),
+            self.now,
+            Box::new(SeededEntropy::new(seed)),
+        )
+        .unwrap();
+        let mut unused = SeededEntropy::new(0);
+        self.a.connect(self.now, &mut unused).unwrap();
+        self.pump();
+    }
+
     /// A's source port as the NAT maps it.
     fn nat_port(port: u16) -> u16 {
         if port == 4500 {
