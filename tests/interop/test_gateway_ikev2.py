@@ -399,4 +399,4 @@ def test_proposal_mismatch_peer_initiates(net: Netns, gateway_binary: Path, repo
     wait_until(lambda: "N(NO_PROP)" in sw.log_text() or "NO_PROPOSAL_CHOSEN" in sw.log_text(), 3,
                what="strongSwan logs NO_PROPOSAL_CHOSEN")
     report.row("proposal mismatch, strongSwan initiates", "PASS",
-               f"our {ev['event']}: {ev['detail']}; strongSwan: received NO_PROPOSAL_CHOSEN")
+               f"our {ev['event']}: {ev['reason']} ({ev['detail']}); strongSwan: received NO_PROPOSAL_CHOSEN")
