@@ -236,7 +236,23 @@ fn strongswan() {
             "aes256-sha256-modp2048",
             "responder",
         ),
+        ("aes256gcm16-prfsha256-ecp256", "aes256gcm16", "wrong-psk"),
+        (
+            "aes256gcm16-prfsha256-ecp256",
+            "aes256gcm16",
+            "wrong-psk-responder",
+        ),
+        (
+            "aes256gcm16-prfsha256-ecp256",
+            "aes256gcm16",
+            "peer-terminates",
+        ),
+        ("aes128-sha1-modp2048", "aes256gcm16", "no-proposal"),
     ] {
+        // IKV2_INTEROP_ONLY=<role> runs one kind of scenario.
+        if std::env::var("IKV2_INTEROP_ONLY").is_ok_and(|only| only != role) {
+            continue;
+        }
         let peer = setup(ike, esp);
         let ok = run_inside(role, ike, esp, &peer.dir);
         if !ok {
@@ -376,8 +392,19 @@ fn inner() {
     let role = std::env::var("IKV2_INTEROP_ROLE").unwrap();
     let ike = std::env::var("IKV2_INTEROP_IKE").unwrap();
     let esp = std::env::var("IKV2_INTEROP_ESP").unwrap();
+    let psk = if role.starts_with("wrong-psk") {
+        "not.the.interop.psk"
+    } else {
+        PSK
+    };
+    // "no-proposal": charon is configured with `ike`, we offer something else.
+    let ike = if role == "no-proposal" {
+        "aes256-sha512-ecp384".to_string()
+    } else {
+        ike
+    };
     let mut s = Ikev2Settings::new(
-        Secret::from(PSK),
+        Secret::from(psk),
         Identity::Ip(US.parse().unwrap()),
         &ike,
         &esp,
@@ -386,10 +413,11 @@ fn inner() {
     s.ike_proposals = parse_ike_proposals(&ike).unwrap();
     s.esp_proposals = parse_esp_proposals(&esp).unwrap();
     s.remote_identity = Some(Identity::Ip(PEER.parse().unwrap()));
-    s.startup_action = if role == "initiator" {
-        StartupAction::Start
-    } else {
+    let responder = role.ends_with("responder");
+    s.startup_action = if responder {
         StartupAction::Add
+    } else {
+        StartupAction::Start
     };
     let settings = TunnelSettings {
         local: format!("{US}:500").parse().unwrap(),
@@ -416,7 +444,7 @@ fn inner() {
     let now = d.now();
     d.tunnel.connect(now, &mut OsEntropy).unwrap();
     let mut initiate = None;
-    if role == "responder" {
+    if responder {
         initiate = Some(
             Command::new("swanctl")
                 .args(["--initiate", "--child", "net", "--timeout", "10"])
@@ -424,6 +452,36 @@ fn inner() {
                 .spawn()
                 .unwrap(),
         );
+    }
+    let down = |d: &Driver| {
+        d.events.iter().find_map(|e| match e {
+            TunnelEvent::Down { reason } => Some(reason.clone()),
+            _ => None,
+        })
+    };
+    if role.starts_with("wrong-psk") || role == "no-proposal" {
+        assert!(d.run(Duration::from_secs(10), |d| down(d).is_some()));
+        if let Some(mut c) = initiate {
+            let _ = c.wait();
+        }
+        let reason = down(&d).unwrap();
+        eprintln!("down: {reason}");
+        if role == "no-proposal" {
+            assert!(
+                matches!(reason, crate::tunnel::DownReason::NoProposalChosen { .. }),
+                "{reason:?}"
+            );
+        } else {
+            assert!(
+                matches!(
+                    reason,
+                    crate::tunnel::DownReason::AuthenticationFailed { .. }
+                ),
+                "{reason:?}"
+            );
+        }
+        eprintln!("interop ok: {ike} / {esp} as {role}");
+        return;
     }
     assert!(
         d.run(Duration::from_secs(10), |d| d.tunnel.state()
@@ -440,6 +498,18 @@ fn inner() {
     );
     assert!(d.ping(1), "no echo reply");
     assert!(d.ping(2));
+    if role == "peer-terminates" {
+        let mut c = Command::new("swanctl")
+            .args(["--terminate", "--ike", "s2s"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(d.run(Duration::from_secs(5), |d| down(d).is_some()));
+        let _ = c.wait();
+        assert_eq!(down(&d), Some(crate::tunnel::DownReason::PeerDeleted));
+        eprintln!("interop ok: {ike} / {esp} as {role}");
+        return;
+    }
 
     // Our rekeys.
     let now = d.now();
