@@ -26,6 +26,8 @@ const NS_US: &str = "ikv2A";
 const NS_PEER: &str = "ikv2B";
 const US: &str = "192.0.2.1";
 const PEER: &str = "192.0.2.2";
+const PEER_BEHIND_NAT: &str = "198.51.100.2";
+const NS_NAT: &str = "ikv2N";
 const PSK: &str = "interop.psk.0123456789";
 
 fn sh(args: &[&str]) -> bool {
@@ -61,25 +63,96 @@ impl Drop for Peer {
         std::thread::sleep(Duration::from_millis(300));
         let _ = self.charon.kill();
         let _ = self.charon.wait();
-        for ns in [NS_US, NS_PEER] {
-            sh(&["ip", "netns", "del", ns]);
-        }
+        del_namespaces();
     }
 }
 
-fn setup(ike: &str, esp: &str) -> Peer {
-    for ns in [NS_US, NS_PEER] {
+/// The peer's outside address: on our link, or behind the NAT router.
+fn peer_addr(nat: bool) -> &'static str {
+    if nat {
+        PEER_BEHIND_NAT
+    } else {
+        PEER
+    }
+}
+
+fn del_namespaces() {
+    for ns in [NS_US, NS_PEER, NS_NAT] {
         sh(&["ip", "netns", "del", ns]);
     }
-    assert!(sh(&["ip", "netns", "add", NS_US]));
-    assert!(sh(&["ip", "netns", "add", NS_PEER]));
-    assert!(sh(&[
-        "ip", "link", "add", "ikv2a0", "netns", NS_US, "type", "veth", "peer", "name", "ikv2b0",
-        "netns", NS_PEER
-    ]));
+}
+
+fn setup(ike: &str, esp: &str, nat: bool) -> Peer {
+    del_namespaces();
+    for ns in [NS_US, NS_PEER] {
+        assert!(sh(&["ip", "netns", "add", ns]));
+    }
+    let peer = peer_addr(nat);
+    if nat {
+        // us 192.0.2.1 -- (192.0.2.254) NAT [masquerade] (198.51.100.254) -- 198.51.100.2 charon
+        assert!(sh(&["ip", "netns", "add", NS_NAT]));
+        for (ns, dev, peer_dev) in [(NS_US, "ikv2a0", "ikv2na"), (NS_PEER, "ikv2b0", "ikv2nb")] {
+            assert!(sh(&[
+                "ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", peer_dev,
+                "netns", NS_NAT
+            ]));
+        }
+        for (dev, addr) in [
+            ("ikv2na", "192.0.2.254/24"),
+            ("ikv2nb", "198.51.100.254/24"),
+        ] {
+            assert!(sh(&["ip", "-n", NS_NAT, "addr", "add", addr, "dev", dev]));
+            assert!(sh(&["ip", "-n", NS_NAT, "link", "set", dev, "up"]));
+        }
+        assert!(sh(&[
+            "ip",
+            "netns",
+            "exec",
+            NS_NAT,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1"
+        ]));
+        assert!(sh(&[
+            "ip", "netns", "exec", NS_NAT, "nft", "add", "table", "ip", "ikv2nat"
+        ]));
+        assert!(sh(&[
+            "ip",
+            "netns",
+            "exec",
+            NS_NAT,
+            "nft",
+            "add",
+            "chain",
+            "ip",
+            "ikv2nat",
+            "post",
+            "{ type nat hook postrouting priority 100 ; }"
+        ]));
+        assert!(sh(&[
+            "ip",
+            "netns",
+            "exec",
+            NS_NAT,
+            "nft",
+            "add",
+            "rule",
+            "ip",
+            "ikv2nat",
+            "post",
+            "oifname",
+            "ikv2nb",
+            "masquerade"
+        ]));
+    } else {
+        assert!(sh(&[
+            "ip", "link", "add", "ikv2a0", "netns", NS_US, "type", "veth", "peer", "name",
+            "ikv2b0", "netns", NS_PEER
+        ]));
+    }
     for (ns, dev, addr, inner) in [
         (NS_US, "ikv2a0", US, "10.201.1.1/32"),
-        (NS_PEER, "ikv2b0", PEER, "10.201.2.1/32"),
+        (NS_PEER, "ikv2b0", peer, "10.201.2.1/32"),
     ] {
         assert!(sh(&[
             "ip",
@@ -95,6 +168,19 @@ fn setup(ike: &str, esp: &str) -> Peer {
         assert!(sh(&["ip", "-n", ns, "link", "set", "lo", "up"]));
         assert!(sh(&["ip", "-n", ns, "link", "set", dev, "up"]));
     }
+    if nat {
+        assert!(sh(&[
+            "ip",
+            "-n",
+            NS_US,
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.0.2.254"
+        ]));
+    }
+    let remote_addrs = if nat { "%any" } else { US };
     let dir = PathBuf::from("/tmp/ikv2-interop");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("run")).unwrap();
@@ -129,13 +215,13 @@ swanctl {{ socket = unix://{d}/charon.vici }}
         format!(
             "connections {{ s2s {{
   version = 2
-  local_addrs = {PEER}
-  remote_addrs = {US}
+  local_addrs = {peer}
+  remote_addrs = {remote_addrs}
   proposals = {ike}
   dpd_delay = 5s
   rekey_time = 4h
   local {{ auth = psk
-    id = {PEER} }}
+    id = {peer} }}
   remote {{ auth = psk
     id = {US} }}
   children {{ net {{
@@ -147,7 +233,7 @@ swanctl {{ socket = unix://{d}/charon.vici }}
   }} }}
 }} }}
 secrets {{ ike-1 {{ id-a = {US}
-  id-b = {PEER}
+  id-b = {peer}
   secret = \"{PSK}\" }} }}
 "
         ),
@@ -187,7 +273,7 @@ secrets {{ ike-1 {{ id-a = {US}
 }
 
 /// Runs the inner driver inside our namespace.
-fn run_inside(role: &str, ike: &str, esp: &str, dir: &Path) -> bool {
+fn run_inside(role: &str, ike: &str, esp: &str, dir: &Path, nat: bool) -> bool {
     let exe = std::env::current_exe().unwrap();
     Command::new("ip")
         .args(["netns", "exec", NS_US])
@@ -201,6 +287,7 @@ fn run_inside(role: &str, ike: &str, esp: &str, dir: &Path) -> bool {
         .env("IKV2_INTEROP_ROLE", role)
         .env("IKV2_INTEROP_IKE", ike)
         .env("IKV2_INTEROP_ESP", esp)
+        .env("IKV2_INTEROP_PEER", peer_addr(nat))
         .env("STRONGSWAN_CONF", dir.join("strongswan.conf"))
         .status()
         .is_ok_and(|s| s.success())
@@ -248,13 +335,24 @@ fn strongswan() {
             "peer-terminates",
         ),
         ("aes128-sha1-modp2048", "aes256gcm16", "no-proposal"),
+        (
+            "aes256gcm16-prfsha256-ecp256",
+            "aes256gcm16",
+            "nat-initiator",
+        ),
+        (
+            "aes256-sha256-modp2048",
+            "aes256-sha256-modp2048",
+            "nat-initiator",
+        ),
     ] {
         // IKV2_INTEROP_ONLY=<role> runs one kind of scenario.
         if std::env::var("IKV2_INTEROP_ONLY").is_ok_and(|only| only != role) {
             continue;
         }
-        let peer = setup(ike, esp);
-        let ok = run_inside(role, ike, esp, &peer.dir);
+        let nat = role.starts_with("nat");
+        let peer = setup(ike, esp, nat);
+        let ok = run_inside(role, ike, esp, &peer.dir, nat);
         if !ok {
             let log = std::fs::read_to_string(peer.dir.join("charon.log")).unwrap_or_default();
             eprintln!("---- charon.log for {ike} / {esp} as {role}:\n{log}");
@@ -412,7 +510,8 @@ fn inner() {
     .unwrap();
     s.ike_proposals = parse_ike_proposals(&ike).unwrap();
     s.esp_proposals = parse_esp_proposals(&esp).unwrap();
-    s.remote_identity = Some(Identity::Ip(PEER.parse().unwrap()));
+    let peer = std::env::var("IKV2_INTEROP_PEER").unwrap();
+    s.remote_identity = Some(Identity::Ip(peer.parse().unwrap()));
     let responder = role.ends_with("responder");
     s.startup_action = if responder {
         StartupAction::Add
@@ -421,7 +520,7 @@ fn inner() {
     };
     let settings = TunnelSettings {
         local: format!("{US}:500").parse().unwrap(),
-        remote: format!("{PEER}:500").parse().unwrap(),
+        remote: format!("{peer}:500").parse().unwrap(),
         keying: Keying::Ikev2(Box::new(s)),
         local_traffic: vec!["10.201.1.0/24".parse().unwrap()],
         remote_traffic: vec!["10.201.2.0/24".parse().unwrap()],
@@ -496,6 +595,12 @@ fn inner() {
         d.tunnel.metrics().nat_t,
         "libipsec fakes NAT: IKE must be on 4500"
     );
+    if role.starts_with("nat") {
+        assert!(
+            d.tunnel.metrics().nat_local,
+            "the NAT in front of us went unnoticed"
+        );
+    }
     assert!(d.ping(1), "no echo reply");
     assert!(d.ping(2));
     if role == "peer-terminates" {
