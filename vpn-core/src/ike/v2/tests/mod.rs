@@ -4,6 +4,7 @@
 
 #![allow(clippy::field_reassign_with_default)]
 
+mod interop;
 mod util;
 
 use core::time::Duration;
