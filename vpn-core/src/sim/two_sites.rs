@@ -125,6 +125,9 @@ impl TwoSites {
     /// Advances to the next event (or to `limit`, whichever is first) and
     /// handles everything due then. Returns false once `limit` is reached.
     pub fn step(&mut self, limit: Timestamp) -> bool {
+        // Whatever the sites queued since the last step (after `connect`,
+        // say) goes on the wire first.
+        self.flush();
         let next = [
             self.net.next_delivery(),
             self.sites[0].poll_timeout(),
