@@ -1047,3 +1047,60 @@ fn restarted_initiator_replaces_the_old_sas_with_initial_contact() {
     p.run_for(Duration::from_secs(10));
     assert_eq!(p.b.child_sas().count(), 1);
 }
+
+#[test]
+fn child_rekey_retries_with_the_pfs_group_the_peer_asks_for() {
+    let mut cfg = Config::default();
+    cfg.a.esp_proposals =
+        crate::ike::proposal::parse_esp_proposals("aes256gcm16-ecp256-modp2048").unwrap();
+    cfg.b.esp_proposals =
+        crate::ike::proposal::parse_esp_proposals("aes256gcm16-modp2048").unwrap();
+    let mut p = established(cfg);
+    p.a.rekey_child(p.now);
+    p.pump();
+    p.run_for(Duration::from_secs(3));
+    assert_eq!(
+        count(&p.a_events, |e| matches!(
+            e,
+            TunnelEvent::ChildSaRekeyed { .. }
+        )),
+        1
+    );
+    let kes: Vec<u16> = p
+        .ike_messages()
+        .iter()
+        .filter(|s| s.from_a)
+        .filter_map(|s| {
+            let h = s.ike_header()?;
+            (h.exchange_type == crate::ike::v2::wire::ExchangeType::CREATE_CHILD_SA).then_some(h)
+        })
+        .map(|h| h.message_id as u16)
+        .collect();
+    assert_eq!(kes.len(), 2, "one refused, one retried");
+    assert!(p.ping());
+    pairs_match(&p);
+}
+
+#[test]
+fn refused_child_rekey_is_tried_again_later() {
+    let mut cfg = Config::default();
+    // B takes no PFS, A insists on it: B refuses A's rekeys.
+    cfg.a.esp_proposals = crate::ike::proposal::parse_esp_proposals("aes256gcm16-ecp256").unwrap();
+    let mut p = established(cfg);
+    p.a.rekey_child(p.now);
+    p.pump();
+    p.run_for(Duration::from_secs(65));
+    let requests = p
+        .ike_messages()
+        .iter()
+        .filter(|s| {
+            s.from_a
+                && s.ike_header().is_some_and(|h| {
+                    h.exchange_type == crate::ike::v2::wire::ExchangeType::CREATE_CHILD_SA
+                })
+        })
+        .count();
+    assert_eq!(requests, 3, "at 0, 30 and 60 s");
+    assert!(p.both_up());
+    assert!(p.ping());
+}
