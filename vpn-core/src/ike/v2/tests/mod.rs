@@ -13,6 +13,7 @@ use util::*;
 
 use crate::config::DpdAction;
 use crate::ike::v2::wire::{NotifyType, PayloadsExt};
+use crate::time::Timestamp;
 use crate::tunnel::{DownReason, TunnelEvent, TunnelState};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -1103,4 +1104,61 @@ fn refused_child_rekey_is_tried_again_later() {
     assert_eq!(requests, 3, "at 0, 30 and 60 s");
     assert!(p.both_up());
     assert!(p.ping());
+}
+
+#[test]
+fn tunnels_from_aws_style_config_come_up() {
+    use crate::config::{Secret, StartupAction, TunnelConfig};
+    use crate::entropy::SeededEntropy;
+    use crate::tunnel::{Tunnel, TunnelSettings};
+    let any: crate::config::Prefix = "0.0.0.0/0".parse().unwrap();
+    let cfg = |local: &str, remote: &str, start| {
+        let mut c = TunnelConfig::new(
+            ip(local),
+            ip(remote),
+            "169.254.10.0/30".parse().unwrap(),
+            Secret::from("abcdefgh12345678"),
+        );
+        c.startup_action = start;
+        c
+    };
+    let now = Timestamp::from_secs(5);
+    let settings_a =
+        TunnelSettings::from_config(&cfg(A_IP, B_IP, StartupAction::Start), vec![any], vec![any])
+            .unwrap();
+    let settings_b =
+        TunnelSettings::from_config(&cfg(B_IP, A_IP, StartupAction::Add), vec![any], vec![any])
+            .unwrap();
+    let mut a = Tunnel::new(settings_a, now).unwrap();
+    let mut b = Tunnel::new(settings_b, now).unwrap();
+    b.connect(now, &mut SeededEntropy::new(1)).unwrap();
+    a.connect(now, &mut SeededEntropy::new(2)).unwrap();
+    // A plain relay: every datagram straight to the other side.
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..10 {
+        while let Some(t) = a.poll_transmit(&mut buf) {
+            let mut d = buf[..t.len].to_vec();
+            b.handle_datagram(now, t.remote, t.local, &mut d);
+        }
+        while let Some(t) = b.poll_transmit(&mut buf) {
+            let mut d = buf[..t.len].to_vec();
+            a.handle_datagram(now, t.remote, t.local, &mut d);
+        }
+    }
+    assert_eq!(a.state(), TunnelState::Up);
+    assert_eq!(b.state(), TunnelState::Up);
+    // Encapsulation is forced: IKE moved to 4500.
+    assert!(a.metrics().nat_t && b.metrics().nat_t);
+    assert!(!format!("{a:?}").contains("abcdefgh"));
+    assert!(!format!("{:?}", a.ike().unwrap()).contains("abcdefgh"));
+    // Traffic either way through 0.0.0.0/0 selectors.
+    let inner = ipv4([172, 16, 0, 1], [172, 17, 0, 1], 64, 1);
+    let h = a.headroom();
+    buf[h..h + inner.len()].copy_from_slice(&inner);
+    let t = a.send_inner(now, &mut buf, inner.len()).unwrap();
+    let mut d = buf[..t.len].to_vec();
+    assert!(matches!(
+        b.handle_datagram(now, t.remote, t.local, &mut d),
+        crate::tunnel::Received::Inner { .. }
+    ));
 }
