@@ -517,9 +517,15 @@ impl Ikev2Session {
     }
 
     /// Stops: deletes the IKE SA (best effort, one DELETE without waiting)
-    /// and forgets everything.
+    /// and forgets everything; no longer answers IKE_SA_INIT.
     pub fn close(&mut self, entropy: &mut dyn Entropy) {
         self.active = false;
+        self.abort(entropy);
+    }
+
+    /// Deletes the IKE SA (best effort) and forgets it, but keeps answering
+    /// a peer that starts over (after an SA expired, for instance).
+    pub fn abort(&mut self, entropy: &mut dyn Entropy) {
         if let Some(sa) = self.ike.as_mut() {
             if sa.established {
                 let id = sa.next_msg_id;

@@ -414,10 +414,10 @@ impl Ikev2Session {
         let Some(sa) = self.ike.as_ref() else {
             return;
         };
-        let busy = !sa.established
-            || sa.request.is_some()
-            || self.old_ike.is_some()
-            || self.children.iter().any(|c| c.rekeying);
+        // An older IKE SA still waiting for its DELETE to be answered does
+        // not hold this up: the switch below drops it.
+        let busy =
+            !sa.established || sa.request.is_some() || self.children.iter().any(|c| c.rekeying);
         if busy {
             self.ike_rekey_retry = Some(now + Duration::from_secs(1));
             return;
@@ -469,8 +469,9 @@ impl Ikev2Session {
         // Both ends rekeying the IKE SA at once (RFC 7296 §2.8.2): answer as
         // usual and let the nonces pick the survivor when ours completes.
         let colliding = matches!(pending, Some(Pending::RekeyIke { .. }));
-        let busy = self.old_ike.is_some()
-            || self.collided_ike.is_some()
+        // (An older IKE SA whose DELETE went unanswered is simply dropped
+        // by the switch: refusing would stall rekeying until it times out.)
+        let busy = self.collided_ike.is_some()
             || self.children.iter().any(|c| c.rekeying)
             || (pending.is_some() && !colliding);
         if busy {
