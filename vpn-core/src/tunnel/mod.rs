@@ -785,7 +785,8 @@ impl Tunnel {
         self.children.clear();
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
             if session.state() != IkeState::Idle {
-                session.close(rng);
+                // Still listening: the peer may start over.
+                session.abort(rng);
                 while session.poll_event().is_some() {}
             }
         }

@@ -50,6 +50,9 @@ use crate::tunnel::DownReason;
 const NONCE_LEN: usize = 32;
 /// How long a half-open IKE SA waits for IKE_AUTH.
 const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A rekey the peer refused (other than TEMPORARY_FAILURE) is tried again
+/// after this long, until the SA expires.
+const REKEY_RETRY_AFTER_ERROR: Duration = Duration::from_secs(30);
 /// Retries of IKE_SA_INIT after COOKIE or INVALID_KE_PAYLOAD answers.
 const MAX_INIT_RETRIES: u32 = 5;
 
@@ -314,6 +317,10 @@ pub struct Ikev2Session {
     old_deleted: bool,
     /// The IKE SA the peer's rekey created while ours was running.
     collided_ike: Option<IkeSa>,
+    /// Key exchange groups the peer asked for with INVALID_KE_PAYLOAD in
+    /// a child SA (PFS) or IKE SA rekey.
+    pfs_group: Option<DhGroup>,
+    ike_rekey_group: Option<DhGroup>,
     /// When an IKE SA replaced by reauthentication is dropped if the peer
     /// has not deleted it.
     old_ike_until: Option<Timestamp>,
@@ -371,6 +378,14 @@ fn error_notify(payloads: &[Payload]) -> Option<NotifyType> {
         .find(|t| t.is_error())
 }
 
+/// The group of an INVALID_KE_PAYLOAD notify's data, if we know it.
+fn requested_group(data: &[u8]) -> Option<DhGroup> {
+    <[u8; 2]>::try_from(data)
+        .ok()
+        .map(u16::from_be_bytes)
+        .and_then(DhGroup::from_id)
+}
+
 fn valid_nonce(n: Option<&[u8]>) -> Option<Vec<u8>> {
     n.filter(|n| (16..=256).contains(&n.len()))
         .map(<[u8]>::to_vec)
@@ -411,6 +426,8 @@ impl Ikev2Session {
             delete_queue: Vec::new(),
             old_deleted: false,
             collided_ike: None,
+            pfs_group: None,
+            ike_rekey_group: None,
             old_ike_until: None,
             reconnect_at: None,
             peer_500: remote,
@@ -508,10 +525,16 @@ impl Ikev2Session {
     }
 
     /// Stops: deletes the IKE SA (best effort, one DELETE without waiting)
-    /// and forgets everything.
+    /// and forgets everything; no longer answers IKE_SA_INIT.
     pub fn close(&mut self, entropy: &mut dyn Entropy) {
         self.active = false;
         self.reconnect_at = None;
+        self.abort(entropy);
+    }
+
+    /// Deletes the IKE SA (best effort) and forgets it, but keeps answering
+    /// a peer that starts over (after an SA expired, for instance).
+    pub fn abort(&mut self, entropy: &mut dyn Entropy) {
         if let Some(sa) = self.ike.as_mut() {
             if sa.established {
                 let id = sa.next_msg_id;

@@ -176,6 +176,9 @@ pub struct Ikev2Settings {
 
 impl Ikev2Settings {
     /// Settings from a tunnel's config: AWS's defaults where it says nothing.
+    /// UDP encapsulation is always forced (see [`Self::force_encapsulation`]):
+    /// without it a peer with no NAT in between would send plain ESP
+    /// (IP protocol 50), which a tunnel fed from UDP sockets never sees.
     pub fn from_config(config: &TunnelConfig) -> Result<Ikev2Settings, ProposalError> {
         let ike = parse_ike_proposals(&config.ike_proposals.join(","))?;
         let esp = parse_esp_proposals(&config.esp_proposals.join(","))?;
@@ -198,7 +201,10 @@ impl Ikev2Settings {
                 timeout: Duration::from_secs(config.dpd.timeout.into()),
                 action: config.dpd.action,
             },
-            force_encapsulation: config.nat_traversal.force_encapsulation,
+            // A `Tunnel` carries ESP only in UDP 4500, so like strongSwan's
+            // kernel-libipsec it always asks the peer for UDP encapsulation;
+            // the config's `force_encapsulation` is implied.
+            force_encapsulation: true,
             startup_action: config.startup_action,
             retransmit: RetransmitSettings::default(),
             cookie_threshold: 10,
@@ -281,6 +287,7 @@ mod tests {
         assert_eq!(s.lifetimes.ike, Duration::from_secs(28800));
         assert_eq!(s.lifetimes.child, Duration::from_secs(3600));
         assert_eq!(s.dpd.timeout, Duration::from_secs(30));
+        assert!(s.force_encapsulation);
         assert!(!format!("{s:?}").contains("abcdefgh"));
     }
 

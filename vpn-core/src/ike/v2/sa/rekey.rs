@@ -94,11 +94,12 @@ impl Ikev2Session {
             }
             return;
         }
-        let pfs = self
-            .settings
-            .esp_proposals
-            .first()
-            .and_then(|p| p.dh.first().copied());
+        let pfs = self.pfs_group.or_else(|| {
+            self.settings
+                .esp_proposals
+                .first()
+                .and_then(|p| p.dh.first().copied())
+        });
         let dh = match pfs.map(|g| g.generate(entropy)) {
             Some(Ok(k)) => Some(k),
             Some(Err(_)) => return,
@@ -174,9 +175,28 @@ impl Ikev2Session {
             self.child_rekey_retry.push((old_inbound, now + delay));
             return;
         }
+        if let Some(n) = p.find_notify(NotifyType::INVALID_KE_PAYLOAD) {
+            // The peer wants another PFS group: retry at once with it, if
+            // we offered it.
+            let wanted = requested_group(&n.data).filter(|g| {
+                Some(*g) != dh.as_ref().map(KeyPair::group)
+                    && self.settings.esp_proposals.iter().any(|p| p.dh.contains(g))
+            });
+            if let Some(g) = wanted {
+                self.pfs_group = Some(g);
+                self.child_rekey_retry.push((old_inbound, now));
+                return;
+            }
+        }
+        if p.find_notify(NotifyType::CHILD_SA_NOT_FOUND).is_some() {
+            // The peer no longer has it: nothing to rekey.
+            return;
+        }
         if error_notify(&p).is_some() {
-            // CHILD_SA_NOT_FOUND, NO_PROPOSAL_CHOSEN, ...: keep the old SA
-            // until it expires; the peer may rekey it.
+            // NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE, ...: the old SA carries on;
+            // try again later, until it expires.
+            self.child_rekey_retry
+                .push((old_inbound, now + REKEY_RETRY_AFTER_ERROR));
             return;
         }
         let (Some(sa_p), Some(nr), Some(tsi), Some(tsr)) =
@@ -394,10 +414,10 @@ impl Ikev2Session {
         let Some(sa) = self.ike.as_ref() else {
             return;
         };
-        let busy = !sa.established
-            || sa.request.is_some()
-            || self.old_ike.is_some()
-            || self.children.iter().any(|c| c.rekeying);
+        // An older IKE SA still waiting for its DELETE to be answered does
+        // not hold this up: the switch below drops it.
+        let busy =
+            !sa.established || sa.request.is_some() || self.children.iter().any(|c| c.rekeying);
         if busy {
             self.ike_rekey_retry = Some(now + Duration::from_secs(1));
             return;
@@ -405,7 +425,8 @@ impl Ikev2Session {
         let Some(keys) = sa.keys.as_ref() else {
             return;
         };
-        let Ok(dh) = keys.neg.dh.generate(entropy) else {
+        let group = self.ike_rekey_group.unwrap_or(keys.neg.dh);
+        let Ok(dh) = group.generate(entropy) else {
             return;
         };
         let new_spi = random_spi64(entropy);
@@ -448,8 +469,9 @@ impl Ikev2Session {
         // Both ends rekeying the IKE SA at once (RFC 7296 §2.8.2): answer as
         // usual and let the nonces pick the survivor when ours completes.
         let colliding = matches!(pending, Some(Pending::RekeyIke { .. }));
-        let busy = self.old_ike.is_some()
-            || self.collided_ike.is_some()
+        // (An older IKE SA whose DELETE went unanswered is simply dropped
+        // by the switch: refusing would stall rekeying until it times out.)
+        let busy = self.collided_ike.is_some()
             || self.children.iter().any(|c| c.rekeying)
             || (pending.is_some() && !colliding);
         if busy {
@@ -544,7 +566,18 @@ impl Ikev2Session {
                 Some(now + Duration::from_millis(2000 + entropy.next_u64() % 4000));
             return;
         }
+        if let Some(n) = p.find_notify(NotifyType::INVALID_KE_PAYLOAD) {
+            let wanted = requested_group(&n.data).filter(|g| {
+                *g != dh.group() && self.settings.ike_proposals.iter().any(|p| p.dh.contains(g))
+            });
+            if let Some(g) = wanted {
+                self.ike_rekey_group = Some(g);
+                self.ike_rekey_retry = Some(now);
+                return;
+            }
+        }
         if error_notify(&p).is_some() {
+            self.ike_rekey_retry = Some(now + REKEY_RETRY_AFTER_ERROR);
             return;
         }
         let (Some(sa_p), Some(nr), Some(ke)) = (p.sa(), valid_nonce(p.nonce()), p.ke()) else {
