@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the vpn-ffi static library, compiles tests/c/esp_test.c,
-# tests/c/config_test.c and tests/c/bgp_test.c against
+# tests/c/config_test.c, tests/c/bgp_test.c and tests/c/connection_test.c against
 # include/vpn.h with warnings as errors, and runs them (under valgrind when it is
 # installed: any memory error or definite/indirect leak fails the run).
 #
@@ -45,6 +45,8 @@ run() {
 build esp_test
 build config_test
 build bgp_test
+build connection_test
 run "$TARGET_DIR/c/esp_test"
 run "$TARGET_DIR/c/config_test" vpn-core/tests/fixtures/config
 run "$TARGET_DIR/c/bgp_test"
+run "$TARGET_DIR/c/connection_test"
