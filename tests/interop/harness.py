@@ -618,10 +618,15 @@ class StrongSwan:
         label: str | None = None,
         log_levels: Mapping[str, int] | None = None,
         retransmit: tuple[int, float, float] = (3, 1.0, 1.4),
+        raw_swanctl: str | None = None,
     ) -> None:
         self.net = net
         self.ns = ns
         self.config = config
+        # A complete swanctl.conf written instead of the one rendered from
+        # ``config`` (e.g. ConnectionConfig.to_swanctl_conf()); ``config`` then only
+        # names the default IKE SA / child for the helpers.
+        self.raw_swanctl = raw_swanctl
         self.label = label or ns.rsplit("-", 1)[1]
         self.dir = net.workdir / f"charon-{self.label}"
         self.log_levels = {"default": 1, "ike": 2, "cfg": 2, "chd": 1, "knl": 1, **(log_levels or {})}

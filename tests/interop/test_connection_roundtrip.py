@@ -1,0 +1,231 @@
+"""The configuration round trip, proven against strongSwan: AWS's
+``CustomerGatewayConfiguration`` XML (``vpn-core/tests/fixtures/config/aws-vpn-connection-bgp.xml``)
+is imported once for each side of the VPN connection:
+
+* the customer gateway (ours): ``examples/connection_gateway.rs`` reads the XML
+  itself and runs both tunnels of a ``vpn_core::connection::Connection`` from
+  one outside address;
+* AWS's side (strongSwan 5.9, charon + kernel-libipsec): the same XML imported
+  by ``vpn.Config.from_aws_xml`` and exported by ``to_swanctl()``
+  (``ConnectionConfig::to_swanctl_conf``), loaded verbatim.
+
+Both tunnels must come up from those two derived configurations, and cutting
+tunnel 1's path must move our active tunnel to tunnel 2 by dead peer detection.
+
+    strongSwan = "AWS" (ns vgw)                                 ours = CGW (ns cgw)
+    lo 10.2.0.1/32 -- ipsec0 -- charon 198.51.100.21 (tunnel 1) \\
+                                       198.51.100.87 (tunnel 2) == 203.0.113.10 connection_gateway -- vpn0 10.1.0.1/32
+
+The fixture's outside addresses are already documentation ranges (CGW
+203.0.113.10, VGWs 198.51.100.21 and 198.51.100.87), so they are used as they
+are, inside the namespaces only: the CGW address on our end of a veth, both VGW
+addresses on strongSwan's end.
+
+Changes to the imported configuration, applied identically to both sides
+(our program's overrides; the same fields edited in the dict before export):
+
+* ``ike_version = 2`` on both tunnels: the fixture says IKEv1 (``mode main``),
+  which ``Tunnel`` does not key yet (being integrated elsewhere);
+* routing static (``10.2.0.0/24``) instead of the fixture's BGP: with BGP a
+  tunnel only carries traffic once its BGP session is Established (AWS's
+  tunnel status), and this test runs no BGP peer;
+* DPD interval 2 s, timeout 30 s. The brief asked for 10 s, but
+  ``ConnectionConfig::validate`` (called by ``Connection::from_config``) rejects
+  a DPD timeout below AWS's minimum of 30 s, so 30 s is the shortest valid one.
+
+Run as root: ``.venv/bin/python -m pytest tests/interop/test_connection_roundtrip.py -q -p no:cacheprovider``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import (REPO_ROOT, HarnessError, IkeConfig, Netns, StrongSwan, _OurProgram, ping, toml_dumps, wait_until)
+
+vpn = pytest.importorskip("vpn", reason="the vpn Python module (bash vpn-py/run-tests.sh builds it into .venv)")
+
+FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
+CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
+CGW_NET, VGW_NET = "10.1.0.0/24", "10.2.0.0/24"
+DPD_INTERVAL, DPD_TIMEOUT = 2, 30
+OVERRIDES: dict[str, Any] = {
+    "ike_version": 2,
+    "dpd_interval": DPD_INTERVAL,
+    "dpd_timeout": DPD_TIMEOUT,
+    "static_routes": [VGW_NET],
+}
+
+
+class ConnectionGateway(_OurProgram):
+    """``examples/connection_gateway.rs``: events ``ready``, ``event``
+    (``tunnel``, ``kind``, ``text``, ``state``), ``active_tunnel`` (``from``,
+    ``to``, 1-based), ``status``, ``stopped``."""
+
+    example = "connection_gateway"
+
+    def status(self, timeout: float = 5) -> dict[str, Any]:
+        since = len(self.events)
+        self.command({"cmd": "status"})
+        return self.wait_for_event("status", timeout, since)
+
+    def active(self) -> int | None:
+        changes = [e for e in self.events if e.get("event") == "active_tunnel"]
+        return changes[-1]["to"] if changes else None
+
+    def tunnel_event(self, tunnel: int, kind: str, timeout: float, since: int = 0, **fields: Any) -> dict[str, Any]:
+        return self.wait_for_event(
+            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
+            and all(e.get(k) == v for k, v in fields.items()), timeout, since)
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    env = {k: v for k, v in os.environ.items() if k != "CARGO_TARGET_DIR"}
+    res = subprocess.run(["cargo", "build", "--release", "--example", "connection_gateway"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, env=env)
+    if res.returncode != 0:
+        pytest.fail(f"cargo build --example connection_gateway failed:\n{res.stderr[-4000:]}")
+    path = REPO_ROOT / "target" / "release" / "examples" / "connection_gateway"
+    assert path.is_file(), path
+    return path
+
+
+def aws_side_swanctl() -> tuple[str, list[tuple[str, str]], str]:
+    """The fixture imported by the Python binding, the overrides applied to its
+    dict, re-read (and validated) and exported as strongSwan's swanctl.conf.
+    Returns (swanctl.conf, [(cgw, vgw) outside addresses per tunnel], name)."""
+    imported = vpn.Config.from_aws_xml(FIXTURE.read_text())
+    d = json.loads(imported.to_json())
+    assert d["routing"]["type"] == "bgp" and all(t["ike_version"] == 1 for t in d["tunnels"]), d
+    for t in d["tunnels"]:
+        t["ike_version"] = OVERRIDES["ike_version"]
+        t["dpd"]["interval"] = DPD_INTERVAL
+        t["dpd"]["timeout"] = DPD_TIMEOUT
+    d["routing"] = {"type": "static", "prefixes": [VGW_NET]}
+    edited = vpn.Config.from_json(json.dumps(d))
+    edited.validate()
+    return edited.to_swanctl(), [tuple(p) for p in edited.outside_addresses], edited.name
+
+
+def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, report) -> None:
+    swanctl, outside, name = aws_side_swanctl()
+    (cgw_out, vgw1), (cgw_out2, vgw2) = outside
+    assert cgw_out == cgw_out2 == "203.0.113.10" and {vgw1, vgw2} == {"198.51.100.21", "198.51.100.87"}, outside
+    assert f"{name}-tunnel1" in swanctl and f"local_addrs = {vgw1}" in swanctl and "version = 2" in swanctl
+    report.row("import fixture XML (Python) -> IKEv2/static/DPD 2s+30s -> to_swanctl()", "PASS",
+               f"{name}: tunnels {cgw_out}<->{vgw1}, {cgw_out}<->{vgw2}; {len(swanctl.splitlines())} lines")
+
+    # Namespaces: the CGW address on our veth end, both VGW addresses on strongSwan's.
+    vgw_ns, cgw_ns = net.add_ns("vgw"), net.add_ns("cgw")
+    net.veth(vgw_ns, [f"{vgw1}/24", f"{vgw2}/24"], cgw_ns, f"{cgw_out}/24", dev_a="to-cgw", dev_b="to-vgw")
+    net.add_route(vgw_ns, "203.0.113.0/24", dev="to-cgw")
+    net.add_route(cgw_ns, "198.51.100.0/24", dev="to-vgw")
+    net.add_addr(vgw_ns, f"{VGW_IN}/32")
+
+    # strongSwan with the exported swanctl.conf, verbatim (IkeConfig only names the SA for helpers).
+    sw = StrongSwan(net, vgw_ns, IkeConfig(vgw1, cgw_out, name=f"{name}-tunnel1"), label="vgw",
+                    raw_swanctl=swanctl).start()
+    loaded = sw.swanctl("--list-conns").stdout
+    assert f"{name}-tunnel1" in loaded and f"{name}-tunnel2" in loaded, loaded
+
+    # Ours: the fixture XML itself plus the same overrides.
+    conf = net.workdir / "cgw.toml"
+    conf.write_text(toml_dumps({"connection": str(FIXTURE), **OVERRIDES,
+                                "tun": {"name": "vpn0", "address": f"{CGW_IN}/32", "routes": [VGW_NET]}}))
+    t0 = time.monotonic()
+    gw = ConnectionGateway(net, cgw_ns, conf, binary=binary, label="cgw").start()
+    ready = gw.events[0] if gw.events and gw.events[0].get("event") == "ready" else gw.wait_for_event("ready")
+    assert ready["local"] == cgw_out and ready["remotes"] == [vgw1, vgw2] and ready["routing"] == "static", ready
+
+    # AWS's ``startup_action = add`` (the default, and the fixture's) means the
+    # customer gateway initiates; the exported swanctl.conf rightly has strongSwan
+    # wait (start_action = none). vpn-core bug (reported): Ikev2Settings::from_config
+    # copies the AWS-semantics startup_action into the session, where `Add` means
+    # "responder only", so Connection::from_config on a CGW config never initiates.
+    # Until that is fixed, strongSwan initiates both tunnels here (noted in the table).
+    try:
+        gw.tunnel_event(1, "ike_sa_established", 3)
+        initiator = "ours (CGW)"
+    except HarnessError:
+        initiator = "strongSwan (workaround: our CGW did not initiate with startup_action=add)"
+        report.row("CGW initiates with AWS startup_action=add", "BUG",
+                   "no IKE_SA_INIT from Connection::from_config (Ikev2Settings::from_config ignores role); "
+                   "strongSwan initiates instead")
+        for t in (1, 2):
+            out = sw.swanctl("--initiate", "--child", f"{name}-tunnel{t}", "--ike", f"{name}-tunnel{t}",
+                             "--timeout", "10", check=False, timeout=15)
+            assert "completed successfully" in out.stdout, out.stdout[-2000:]
+
+    # Both tunnels: IKE SA, child SA, state Up on our side; two IKE SAs in swanctl --list-sas.
+    for t in (1, 2):
+        gw.tunnel_event(t, "ike_sa_established", 15)
+        gw.tunnel_event(t, "child_sa_installed", 15)
+        gw.tunnel_event(t, "state_changed", 15, state="up")
+    t_up = time.monotonic() - t0
+    gw.wait_for_event(lambda e: e.get("event") == "active_tunnel" and e.get("to") == 1, 5)
+
+    def sw_established() -> dict[str, Any] | None:
+        sas = sw.list_sas()
+        ok = {k: v for k, v in sas.items() if v.get("state") == "ESTABLISHED"
+              and any(c.get("state") == "INSTALLED" for c in (v.get("child-sas") or {}).values())}
+        return ok if len(ok) == 2 else None
+
+    sas = wait_until(sw_established, 10, what="two IKE SAs with installed children in strongSwan")
+    peers = sorted(f"{v.get('local-host')}<->{v.get('remote-host')}" for v in sas.values())
+    algs = {f"{v.get('encr-alg')}/{v.get('integ-alg')}/{v.get('dh-group')}" for v in sas.values()}
+    report.row("both tunnels up (ours: IKE SA + child + Up each; swanctl: 2 IKE SAs)", "PASS",
+               f"both Up {t_up:.2f}s after start, initiator {initiator}; active tunnel 1; "
+               f"strongSwan {', '.join(peers)}; {', '.join(algs)}")
+
+    # Traffic through the active tunnel.
+    sent, got = ping(net, cgw_ns, VGW_IN, count=3, src=CGW_IN)
+    status = gw.status()
+    assert (sent, got) == (3, 3), (sent, got, status)
+    t1 = status["tunnels"][0]
+    assert t1["packets_out"] >= 3, status
+    report.row("ping 10.1.0.1 -> 10.2.0.1 through the active tunnel", "PASS",
+               f"3/3; tunnel 1 packets out {t1['packets_out']} in {t1['packets_in']}, "
+               f"tunnel 2 out {status['tunnels'][1]['packets_out']}")
+
+    # Cut tunnel 1's path: drop everything to and from VGW 1's address in our namespace.
+    since = len(gw.events)
+    rules = net.workdir / "cut-tunnel1.nft"
+    rules.write_text(
+        "table inet cut_tunnel1 {\n"
+        f"  chain in {{ type filter hook input priority -300; ip saddr {vgw1} drop; }}\n"
+        f"  chain out {{ type filter hook output priority -300; ip daddr {vgw1} drop; }}\n"
+        "}\n")
+    net.run(cgw_ns, ["nft", "-f", str(rules)])
+    t_cut = time.monotonic()
+    bound = DPD_TIMEOUT + 2 * DPD_INTERVAL + 5
+    change = gw.wait_for_event(lambda e: e.get("event") == "active_tunnel" and e.get("to") == 2, bound, since)
+    took = change["_t"] - t_cut
+    down = [e for e in gw.events[since:] if e.get("event") == "event" and e.get("tunnel") == 1
+            and e.get("kind") in ("down", "state_changed")]
+    status = gw.status()
+    assert status["active_tunnel"] == 2 and status["tunnels"][1]["state"] == "up", status
+    assert status["tunnels"][0]["state"] != "up", status
+    report.row("cut tunnel 1 (nft drop 198.51.100.21) -> active tunnel 2", "PASS",
+               f"after {took:.1f}s (DPD {DPD_INTERVAL}s/{DPD_TIMEOUT}s, bound {bound}s); "
+               f"tunnel 1: {'; '.join(e['text'] for e in down)[:150]}")
+
+    sent, got = ping(net, cgw_ns, VGW_IN, count=3, src=CGW_IN)
+    status = gw.status()
+    assert got == 3, (sent, got, status)
+    report.row("ping after failover (tunnel 2)", "PASS",
+               f"{got}/{sent}; tunnel 2 packets out {status['tunnels'][1]['packets_out']}")
+
+    # Graceful stop: DELETEs for what is up, then `stopped`.
+    rc = gw.stop()
+    assert rc == 0, rc
+    stopped = gw.wait_for_event("stopped", 2)
+    assert all(t["state"] == "down" for t in stopped["tunnels"]), stopped
+    report.row("SIGTERM -> tunnels closed, stopped, exit 0", "PASS",
+               f"failovers {stopped['failovers']}; strongSwan SAs left: {len(sw.list_sas())}")
