@@ -671,7 +671,7 @@ class StrongSwan:
             "}\n"
             f"swanctl {{ socket = unix://{self.vici} }}\n"
         )
-        self.swanctl_path.write_text(swanctl_conf(self.config))
+        self.swanctl_path.write_text(self.raw_swanctl if self.raw_swanctl is not None else swanctl_conf(self.config))
 
     def start(self, load: bool = True, timeout: float = 10) -> "StrongSwan":
         """Write the configs, start charon (private ``/run``), wait until vici
