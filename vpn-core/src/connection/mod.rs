@@ -48,6 +48,9 @@ pub struct ConnectionPolicy {
     pub tcp_mss_clamp: u16,
     /// Clear DF on IPv4 packets entering the tunnels.
     pub clear_df: bool,
+    /// Fragment IPv4 packets larger than the MTU before encryption, as AWS
+    /// recommends, rather than refusing them.
+    pub fragment_before_encrypt: bool,
     /// Dynamic routing over the tunnels' inside addresses.
     pub bgp: Option<BgpSettings>,
 }
@@ -60,6 +63,7 @@ impl Default for ConnectionPolicy {
             mtu: 1436,
             tcp_mss_clamp: 1379,
             clear_df: true,
+            fragment_before_encrypt: true,
             bgp: None,
         }
     }
@@ -76,6 +80,7 @@ impl ConnectionPolicy {
             mtu: config.mtu,
             tcp_mss_clamp: config.tcp_mss_clamp,
             clear_df: config.clear_df,
+            fragment_before_encrypt: config.fragment_before_encrypt,
             bgp: None,
         };
         match &config.routing {
@@ -122,6 +127,12 @@ pub enum SendOutcome {
     /// Too big for the tunnel and not to be fragmented: `buf[..len]` now
     /// holds an ICMP "fragmentation needed" for the packet's sender.
     IcmpTooBig { len: usize },
+    /// Too big for the tunnel, so fragmented before encryption: the sealed
+    /// fragments wait in [`Connection::poll_transmit`].
+    Fragmented {
+        tunnel: TunnelIndex,
+        fragments: usize,
+    },
 }
 
 /// Why an inner packet could not be sent.
@@ -179,6 +190,8 @@ pub enum ConnectionError {
 pub struct ConnectionMetrics {
     pub drops_no_route: u64,
     pub drops_too_big: u64,
+    /// Packets fragmented before encryption.
+    pub fragmented: u64,
     pub drops_not_ip: u64,
     pub mss_clamped: u64,
     pub df_cleared: u64,
@@ -380,30 +393,15 @@ impl Connection {
             self.metrics.drops_not_ip += 1;
             return Err(SendError::NotIp);
         };
-        if len > usize::from(self.policy.mtu) {
-            if !self.policy.clear_df && packet::dont_fragment(inner) {
-                if let (IpAddr::V4(_), Some(from)) = (header.source, self.gateway_address_v4()) {
-                    let mut reply = [0u8; 96];
-                    if let Some(n) = packet::icmp_too_big(inner, from, self.policy.mtu, &mut reply)
-                    {
-                        buf[..n].copy_from_slice(&reply[..n]);
-                        self.metrics.drops_too_big += 1;
-                        return Ok(SendOutcome::IcmpTooBig { len: n });
-                    }
-                }
-            }
-            self.metrics.drops_too_big += 1;
-            return Err(SendError::TooBig {
-                len,
-                mtu: self.policy.mtu,
-            });
-        }
         if self.policy.tcp_mss_clamp != 0 && packet::clamp_tcp_mss(inner, self.policy.tcp_mss_clamp)
         {
             self.metrics.mss_clamped += 1;
         }
         if self.policy.clear_df && packet::clear_df(inner) {
             self.metrics.df_cleared += 1;
+        }
+        if len > usize::from(self.policy.mtu) {
+            return self.send_oversized(now, buf, headroom, len, header);
         }
         let Some(tunnel) = self.choose_tunnel(header.destination, header.flow_hash) else {
             self.metrics.drops_no_route += 1;
@@ -419,6 +417,58 @@ impl Connection {
         result
             .map(|transmit| SendOutcome::Sent { tunnel, transmit })
             .map_err(|error| SendError::Tunnel { tunnel, error })
+    }
+
+    /// A packet over the MTU: fragments (IPv4 without DF, when allowed),
+    /// an ICMP "fragmentation needed" (IPv4 with DF), or an error.
+    fn send_oversized(
+        &mut self,
+        now: Timestamp,
+        buf: &mut [u8],
+        headroom: usize,
+        len: usize,
+        header: packet::InnerHeader,
+    ) -> Result<SendOutcome, SendError> {
+        let mtu = self.policy.mtu;
+        let inner = &buf[headroom..headroom + len];
+        if self.policy.fragment_before_encrypt {
+            if let Some(fragments) = packet::fragment_ipv4(inner, usize::from(mtu)) {
+                let Some(tunnel) = self.choose_tunnel(header.destination, header.flow_hash) else {
+                    self.metrics.drops_no_route += 1;
+                    return Err(SendError::NoRoute(header.destination));
+                };
+                let count = fragments.len();
+                for fragment in fragments {
+                    let t = &mut self.tunnels[tunnel];
+                    let h = t.headroom();
+                    let mut out = vec![0u8; h + fragment.len() + t.tailroom()];
+                    out[h..h + fragment.len()].copy_from_slice(&fragment);
+                    let transmit = t
+                        .send_inner(now, &mut out, fragment.len())
+                        .map_err(|error| SendError::Tunnel { tunnel, error })?;
+                    out.truncate(transmit.len);
+                    self.own_transmits.push_back((tunnel, transmit, out));
+                }
+                self.metrics.fragmented += 1;
+                self.after_input(now);
+                return Ok(SendOutcome::Fragmented {
+                    tunnel,
+                    fragments: count,
+                });
+            }
+        }
+        if packet::dont_fragment(inner) {
+            if let (IpAddr::V4(_), Some(from)) = (header.source, self.gateway_address_v4()) {
+                let mut reply = [0u8; 96];
+                if let Some(n) = packet::icmp_too_big(inner, from, mtu, &mut reply) {
+                    buf[..n].copy_from_slice(&reply[..n]);
+                    self.metrics.drops_too_big += 1;
+                    return Ok(SendOutcome::IcmpTooBig { len: n });
+                }
+            }
+        }
+        self.metrics.drops_too_big += 1;
+        Err(SendError::TooBig { len, mtu })
     }
 
     /// Handles a UDP datagram from outside: the tunnel whose peer sent it

@@ -165,6 +165,48 @@ pub(crate) fn dont_fragment(packet: &[u8]) -> bool {
     }
 }
 
+/// Splits an IPv4 packet whose DF bit is clear into fragments of at most
+/// `mtu` bytes (RFC 791): every fragment carries the header (options
+/// included), payload pieces are multiples of 8 bytes, offsets and the MF
+/// flag follow the original's. `None` for IPv6, DF packets, or an MTU too
+/// small to carry 8 bytes of payload.
+pub(crate) fn fragment_ipv4(packet: &[u8], mtu: usize) -> Option<Vec<Vec<u8>>> {
+    if packet.len() < 20 || packet[0] >> 4 != 4 || packet[6] & IPV4_DF != 0 {
+        return None;
+    }
+    let header_len = usize::from(packet[0] & 0x0F) * 4;
+    let total = usize::from(u16::from_be_bytes([packet[2], packet[3]])).min(packet.len());
+    if header_len < 20 || total <= header_len {
+        return None;
+    }
+    let piece = (mtu.checked_sub(header_len)? / 8) * 8;
+    if piece == 0 {
+        return None;
+    }
+    let flags_offset = u16::from_be_bytes([packet[6], packet[7]]);
+    let original_more = flags_offset & 0x2000 != 0;
+    let original_offset = usize::from(flags_offset & 0x1FFF);
+    let payload = &packet[header_len..total];
+    let mut fragments = Vec::new();
+    for (i, chunk) in payload.chunks(piece).enumerate() {
+        let mut f = Vec::with_capacity(header_len + chunk.len());
+        f.extend_from_slice(&packet[..header_len]);
+        f.extend_from_slice(chunk);
+        let len = u16::try_from(f.len()).ok()?;
+        f[2..4].copy_from_slice(&len.to_be_bytes());
+        let last = (i + 1) * piece >= payload.len();
+        let offset = u16::try_from(original_offset + i * piece / 8).ok()?;
+        let more = if last { original_more } else { true };
+        let field = offset | if more { 0x2000 } else { 0 };
+        f[6..8].copy_from_slice(&field.to_be_bytes());
+        f[10..12].fill(0);
+        let checksum = internet_checksum(&f[..header_len]);
+        f[10..12].copy_from_slice(&checksum.to_be_bytes());
+        fragments.push(f);
+    }
+    Some(fragments)
+}
+
 /// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
 fn checksum_update(checksum: u16, old: u16, new: u16) -> u16 {
     let mut sum = u32::from(!checksum) + u32::from(!old) + u32::from(new);
@@ -289,6 +331,34 @@ mod tests {
             "a valid header sums to zero"
         );
         assert!(!clear_df(&mut p));
+    }
+
+    #[test]
+    fn fragments_reassemble_to_the_original() {
+        let mut p = vec![0u8; 1500];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = 17;
+        for (i, b) in p[20..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let frags = fragment_ipv4(&p, 1436).unwrap();
+        assert_eq!(frags.len(), 2);
+        assert!(frags.iter().all(|f| f.len() <= 1436));
+        assert_eq!(frags[0].len(), 20 + 1416);
+        let mut payload = Vec::new();
+        for (i, f) in frags.iter().enumerate() {
+            assert_eq!(internet_checksum(&f[..20]), 0);
+            let field = u16::from_be_bytes([f[6], f[7]]);
+            assert_eq!(field & 0x2000 != 0, i == 0, "MF on all but the last");
+            assert_eq!(usize::from(field & 0x1FFF) * 8, payload.len());
+            payload.extend_from_slice(&f[20..]);
+        }
+        assert_eq!(payload, &p[20..]);
+        // DF set or IPv6: not fragmented here.
+        p[6] = IPV4_DF;
+        assert_eq!(fragment_ipv4(&p, 1436), None);
     }
 
     #[test]

@@ -223,9 +223,38 @@ fn no_route_when_both_tunnels_are_down_or_the_destination_is_unknown() {
 }
 
 #[test]
-fn oversized_packets_are_refused_or_answered_with_icmp() {
+fn oversized_packets_are_fragmented_refused_or_answered_with_icmp() {
     let (mut a, mut b) = sites(STANDBY);
     let big = udp([10, 1, 0, 5], [10, 2, 0, 9], 1, 1500);
+    // Fragmented before encryption (AWS's recommendation), sealed, queued.
+    let mut buf = vec![0u8; 2048];
+    let h = a.headroom();
+    buf[h..h + big.len()].copy_from_slice(&big);
+    assert_eq!(
+        a.send_packet(T0, &mut buf, big.len()),
+        Ok(SendOutcome::Fragmented {
+            tunnel: 0,
+            fragments: 2
+        })
+    );
+    let mut payload = Vec::new();
+    while let Some((_, transmit)) = a.poll_transmit(&mut buf) {
+        let (_, received) = b.handle_datagram(
+            T0,
+            transmit.remote,
+            transmit.local,
+            &mut buf[..transmit.len],
+        );
+        let Received::Inner { range } = received else {
+            panic!("{received:?}")
+        };
+        assert!(range.len() <= 1436);
+        payload.extend_from_slice(&buf[range.start + 20..range.end]);
+    }
+    assert_eq!(payload, &big[20..], "the fragments carry the whole payload");
+    assert_eq!(a.metrics().fragmented, 1);
+    // Without fragmentation it is refused.
+    a.policy.fragment_before_encrypt = false;
     assert_eq!(
         deliver(T0, &mut a, &mut b, &big),
         Err(SendError::TooBig {
