@@ -529,25 +529,29 @@ impl Gateway {
                 }
             };
             let now = self.clock.now();
-            match self.connection.send_packet(now, &mut self.buf, n) {
-                Ok(SendOutcome::Sent { transmit, .. }) => {
-                    self.sockets
-                        .send(&transmit, &self.buf[..transmit.len], &mut self.send_errors)
-                        .await
+            // Not one `match`: other outcomes (e.g. fragments sealed into the
+            // connection's own queue) are sent by `drain` from `poll_transmit`.
+            let outcome = self.connection.send_packet(now, &mut self.buf, n);
+            if let Ok(SendOutcome::Sent { transmit, .. }) = outcome {
+                self.sockets
+                    .send(&transmit, &self.buf[..transmit.len], &mut self.send_errors)
+                    .await;
+            } else if let Ok(SendOutcome::IcmpTooBig { len }) = outcome {
+                if let Err(e) = self.tun.send(&self.buf[..len]).await {
+                    self.tun_errors += 1;
+                    log_rate_limited(self.tun_errors, || format!("TUN write: {e}"));
                 }
-                Ok(SendOutcome::IcmpTooBig { len }) => {
-                    if let Err(e) = self.tun.send(&self.buf[..len]).await {
-                        self.tun_errors += 1;
-                        log_rate_limited(self.tun_errors, || format!("TUN write: {e}"));
-                    }
-                }
-                // Counted in the connection's / tunnel's metrics.
-                Err(SendError::NoRoute(_))
-                | Err(SendError::Tunnel {
-                    error: TunnelError::NotConnected,
-                    ..
-                }) => {}
-                Err(e) => {
+            } else if let Err(e) = outcome {
+                // No route / tunnel not up: counted in the connection's metrics.
+                let counted = matches!(
+                    e,
+                    SendError::NoRoute(_)
+                        | SendError::Tunnel {
+                            error: TunnelError::NotConnected,
+                            ..
+                        }
+                );
+                if !counted {
                     self.drops += 1;
                     log_rate_limited(self.drops, || format!("inner packet dropped: {e}"));
                 }
