@@ -417,3 +417,56 @@ fn a_tunnel_whose_peer_stayed_unreachable_comes_back_when_the_path_does() {
     );
     assert_eq!(sim.site(CGW).active_tunnel(), Some(0));
 }
+
+#[test]
+fn a_restarted_peer_is_recovered_either_way() {
+    // The customer gateway restarts: its new IKE SAs carry INITIAL_CONTACT
+    // and replace the VGW's stale ones at once.
+    let mut sim = lab_with(
+        LabKeying::Ikev2(quick_ike()),
+        LabRouting::Static,
+        STANDBY,
+        15,
+        LinkConditions::default(),
+    );
+    sim.run_until(secs(10));
+    let (fresh_cgw, _) = lab_sites(
+        LabKeying::Ikev2(quick_ike()),
+        LabRouting::Static,
+        STANDBY,
+        16,
+        secs(10),
+    )
+    .unwrap();
+    sim.restart_site(CGW, fresh_cgw);
+    sim.site_mut(CGW)
+        .connect(secs(10), &mut vpn_core::entropy::SeededEntropy::new(16))
+        .unwrap();
+    sim.run_until(secs(12));
+    let sent = stream(&mut sim, 0, secs(15), Duration::from_millis(100));
+    sim.run_until(secs(16));
+    assert_eq!(sent.len(), 30, "{:#?}", sim.log());
+    assert_eq!(received(&mut sim, VGW), sent, "{:#?}", sim.log());
+
+    // The VGW restarts: it waits, the customer gateway's DPD notices and
+    // its restart action negotiates anew.
+    let (_, fresh_vgw) = lab_sites(
+        LabKeying::Ikev2(quick_ike()),
+        LabRouting::Static,
+        STANDBY,
+        17,
+        secs(20),
+    )
+    .unwrap();
+    sim.run_until(secs(20));
+    sim.restart_site(VGW, fresh_vgw);
+    sim.site_mut(VGW)
+        .connect(secs(20), &mut vpn_core::entropy::SeededEntropy::new(17))
+        .unwrap();
+    // Within DPD interval + timeout (2 s + 10 s) and a round trip or two.
+    sim.run_until(secs(40));
+    let sent = stream(&mut sim, 100, secs(43), Duration::from_millis(100));
+    sim.run_until(secs(44));
+    assert_eq!(sent.len(), 30, "{:#?}", sim.log());
+    assert_eq!(received(&mut sim, VGW), sent, "{:#?}", sim.log());
+}

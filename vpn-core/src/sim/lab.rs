@@ -139,7 +139,7 @@ pub fn lab_sites(
                         ],
                         replay_window: 1024,
                     },
-                    LabKeying::Ikev2(timers) => ikev2_settings(cgw, i, local, remote, timers, seed),
+                    LabKeying::Ikev2(timers) => ikev2_settings(cgw, i, local, remote, timers),
                 };
                 // Each tunnel owns a stream of its own, so runs replay exactly.
                 let stream = seed ^ ((i as u64 + 1) << 8) ^ (u64::from(cgw) << 16);
@@ -194,7 +194,8 @@ pub fn lab_sites(
     Ok((cgw, vgw))
 }
 
-/// IKEv2 settings of lab tunnel `i`: PSK, AWS-like proposals, 0.0.0.0/0
+/// IKEv2 settings of lab tunnel `i`: a PSK that depends only on the tunnel
+/// (so a restarted site built from another seed still matches), AWS-like proposals, 0.0.0.0/0
 /// selectors; the customer gateway initiates and restarts a dead tunnel,
 /// the VGW waits and clears.
 fn ikev2_settings(
@@ -203,11 +204,10 @@ fn ikev2_settings(
     local: SocketAddr,
     remote: SocketAddr,
     timers: IkeTimers,
-    seed: u64,
 ) -> TunnelSettings {
     let (cgw_inside, _) = inside_addresses(i);
     let inside = Prefix::truncating(IpAddr::V4(cgw_inside), 30);
-    let psk = Secret::new(format!("lab.psk_{seed}_{i}"));
+    let psk = Secret::new(format!("lab.psk_tunnel_{i}"));
     let mut config = TunnelConfig::new(local.ip(), remote.ip(), inside, psk);
     config.ike_proposals = vec!["aes256gcm16-prfsha256-ecp256".into()];
     config.esp_proposals = vec!["aes256gcm16".into()];

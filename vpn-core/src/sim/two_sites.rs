@@ -89,6 +89,13 @@ impl TwoSites {
             .push(format!("{} {:<4} {}", self.stamp(), "--", text.as_ref()));
     }
 
+    /// Replaces a site by a fresh connection, as if its gateway restarted:
+    /// all its SAs and sessions are forgotten. Returns the old one.
+    pub fn restart_site(&mut self, site: usize, fresh: Connection) -> Connection {
+        self.note(format!("{} restarts", self.names[site]));
+        std::mem::replace(&mut self.sites[site], fresh)
+    }
+
     /// Takes the inner packets `site` delivered so far.
     pub fn take_delivered(&mut self, site: usize) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.delivered[site])
