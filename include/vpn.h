@@ -618,6 +618,13 @@ typedef struct vpn_transmit {
    * `buf[0..len]` is that ICMP packet; `local` and `remote` are zero.
    */
   bool icmp_too_big;
+  /**
+   * Non-zero when `vpn_connection_send_packet` fragmented the packet
+   * before encryption (it was over the tunnel MTU): nothing is in `buf`
+   * (`len` 0); the `fragments` sealed datagrams wait in
+   * `vpn_connection_poll_transmit`.
+   */
+  size_t fragments;
 } vpn_transmit;
 
 /**
@@ -1453,7 +1460,9 @@ vpn_result vpn_connection_handle_datagram(struct vpn_connection *conn,
  * cover headroom + `inner_len` + tailroom. On `VPN_OK`, `buf[0..out->len]`
  * is the datagram to send from `out->local` to `out->remote`, or, when
  * `out->icmp_too_big`, an ICMP "fragmentation needed" to deliver back to
- * the packet's sender.
+ * the packet's sender; when `out->fragments` is non-zero the packet was
+ * fragmented before encryption and the fragments come from
+ * `vpn_connection_poll_transmit` (call it next).
  *
  * Errors: `VPN_ERR_UNSUPPORTED_INNER_PACKET` (not IPv4/IPv6),
  * `VPN_ERR_NO_ROUTE` (no tunnel that is up routes the destination),

@@ -146,6 +146,11 @@ pub struct vpn_transmit {
     /// replaced it with an ICMP "fragmentation needed" for its sender:
     /// `buf[0..len]` is that ICMP packet; `local` and `remote` are zero.
     pub icmp_too_big: bool,
+    /// Non-zero when `vpn_connection_send_packet` fragmented the packet
+    /// before encryption (it was over the tunnel MTU): nothing is in `buf`
+    /// (`len` 0); the `fragments` sealed datagrams wait in
+    /// `vpn_connection_poll_transmit`.
+    pub fragments: usize,
 }
 
 /// A connection event's kind: one of the `VPN_EVENT_*` constants.
@@ -508,7 +513,9 @@ pub unsafe extern "C" fn vpn_connection_handle_datagram(
 /// cover headroom + `inner_len` + tailroom. On `VPN_OK`, `buf[0..out->len]`
 /// is the datagram to send from `out->local` to `out->remote`, or, when
 /// `out->icmp_too_big`, an ICMP "fragmentation needed" to deliver back to
-/// the packet's sender.
+/// the packet's sender; when `out->fragments` is non-zero the packet was
+/// fragmented before encryption and the fragments come from
+/// `vpn_connection_poll_transmit` (call it next).
 ///
 /// Errors: `VPN_ERR_UNSUPPORTED_INNER_PACKET` (not IPv4/IPv6),
 /// `VPN_ERR_NO_ROUTE` (no tunnel that is up routes the destination),
@@ -553,6 +560,12 @@ pub unsafe extern "C" fn vpn_connection_send_packet(
                 remote: transmit.remote.into(),
                 len: transmit.len,
                 icmp_too_big: false,
+                fragments: 0,
+            },
+            SendOutcome::Fragmented { tunnel, fragments } => vpn_transmit {
+                tunnel: index(tunnel),
+                fragments,
+                ..vpn_transmit::default()
             },
             SendOutcome::IcmpTooBig { len } => vpn_transmit {
                 tunnel: -1,
@@ -645,6 +658,7 @@ pub unsafe extern "C" fn vpn_connection_poll_transmit(
                     remote: tx.remote.into(),
                     len: tx.len,
                     icmp_too_big: false,
+                    fragments: 0,
                 };
                 sent = true;
             }
