@@ -13,8 +13,8 @@
 //!   bound, then `tunnel_state`, `child_sa_installed`, `down`, `metrics`,
 //!   `error`, ... and `stopped` last (see `gateway/output.rs`);
 //! - stdin: JSON commands, one per line: `{"cmd":"initiate"}`,
-//!   `{"cmd":"terminate"}`, `{"cmd":"metrics"}` (`rekey_child` / `rekey_ike`
-//!   await IKE);
+//!   `{"cmd":"terminate"}`, `{"cmd":"metrics"}`, and with `[ikev2]` keying
+//!   `{"cmd":"rekey_child"}`, `{"cmd":"rekey_ike"}`, `{"cmd":"delete_child"}`;
 //! - stderr: logs, and a metrics summary every few seconds;
 //! - SIGTERM / SIGINT: close the tunnel, send what that produces, keep
 //!   serving the sockets until the tunnel is down (at most 2 s), print
@@ -42,10 +42,10 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use vpn_core::entropy::OsEntropy;
 use vpn_core::time::Timestamp;
-use vpn_core::tunnel::{Received, Transmit, Tunnel, TunnelError, TunnelState, NAT_T_PORT};
+use vpn_core::tunnel::{Keying, Received, Transmit, Tunnel, TunnelError, TunnelState, NAT_T_PORT};
 
 use config::GatewayConfig;
-use output::{emit, IoCounters};
+use output::{emit, EventWriter, IoCounters};
 
 /// UDP port of IKE before NAT-T moves it to [`NAT_T_PORT`].
 const IKE_PORT: u16 = 500;
@@ -201,6 +201,7 @@ struct Gateway {
     /// Control datagrams from `poll_transmit`.
     control: Vec<u8>,
     io: IoCounters,
+    events: EventWriter,
 }
 
 async fn run(config: GatewayConfig) -> Result<(), String> {
@@ -224,6 +225,7 @@ async fn run(config: GatewayConfig) -> Result<(), String> {
         buf: vec![0; MAX_PACKET + 1024],
         control: vec![0; MAX_PACKET],
         io: IoCounters::default(),
+        events: EventWriter::default(),
     };
     emit(
         "ready",
@@ -436,7 +438,7 @@ impl Gateway {
                 .await;
         }
         while let Some(event) = self.tunnel.poll_event() {
-            output::tunnel_event(&event);
+            self.events.tunnel_event(&event);
         }
     }
 
@@ -489,9 +491,22 @@ impl Gateway {
                 "metrics",
                 output::metrics_json(self.tunnel.state(), self.tunnel.metrics()),
             ),
-            // IKE plugs in here: self.tunnel.rekey_child(now, &mut self.entropy) / rekey_ike.
-            "rekey_child" | "rekey_ike" => {
+            "rekey_child" | "rekey_ike" | "delete_child"
+                if matches!(self.tunnel.settings().keying, Keying::Manual(_)) =>
+            {
                 output::error(format!("{name}: not supported with manual keying"))
+            }
+            "rekey_child" => {
+                let now = self.clock.now();
+                self.tunnel.rekey_child(now);
+            }
+            "rekey_ike" => {
+                let now = self.clock.now();
+                self.tunnel.rekey_ike(now);
+            }
+            "delete_child" => {
+                let now = self.clock.now();
+                self.tunnel.delete_child(now);
             }
             other => output::error(format!("unknown command {other:?}")),
         }

@@ -21,7 +21,8 @@
 //! routes = ["10.201.2.0/24"]       # `ip route replace <p> dev <name>` at startup
 //! ipv6 = false                     # default: IPv6 disabled on the device
 //!
-//! [manual]                         # static SAs (exactly one keying section)
+//! [manual]                         # static SAs (exactly one keying section:
+//!                                  # [manual] or [ikev2])
 //! encryption = "aes256gcm16"       # strongSwan ESP keyword
 //! integrity = "sha256"             # only with CBC encryption
 //! esn = true
@@ -32,6 +33,15 @@
 //! [manual.inbound]
 //! spi = 0x00002002
 //! encryption_key = "hex..."
+//!
+//! # or: IKEv2 with a pre-shared key (examples/gateway-ikev2.toml): the keys of
+//! # vpn_core::config::TunnelConfig; outside addresses from [outside].
+//! [ikev2]
+//! psk = "..."
+//! startup_action = "start"         # we initiate; "add": wait for the peer
+//! ike_proposals = ["aes256gcm16-prfsha256-ecp256"]
+//! esp_proposals = ["aes256gcm16"]
+//! dpd = { interval = 10, timeout = 30, action = "clear" }
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -39,12 +49,17 @@ use std::path::Path;
 
 use serde::Deserialize;
 use vpn_core::config::Prefix;
+use vpn_core::config::TunnelConfig;
 use vpn_core::esp::{EncryptionAlgorithm, IntegrityAlgorithm};
+use vpn_core::ike::v2::Ikev2Settings;
 use vpn_core::tunnel::{Keying, ManualKeying, ManualSa, TunnelSettings};
 use zeroize::Zeroizing;
 
 /// AWS's recommended tunnel MTU.
 pub const DEFAULT_MTU: u16 = 1436;
+
+/// `ikev2.inside_cidr` when the file gives none: the tunnel itself never uses it.
+const DEFAULT_INSIDE_CIDR: &str = "169.254.0.0/30";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,19 +199,50 @@ impl GatewayConfig {
     fn keying(&self) -> Result<Keying, String> {
         match (&self.manual, &self.ikev2) {
             (Some(manual), None) => Ok(Keying::Manual(manual.keying()?)),
-            (None, Some(_ikev2)) => {
-                // IKEv2 plugs in here: complete the table with the outside
-                // addresses and read it as the core's typed tunnel config, e.g.
-                //   let mut t = _ikev2.clone();
-                //   t.insert("local_outside_address".into(), self.outside.local.to_string().into());
-                //   t.insert("remote_outside_address".into(), self.outside.remote.to_string().into());
-                //   let tc: vpn_core::config::TunnelConfig = t.try_into().map_err(|e| format!("ikev2: {e}"))?;
-                //   Ok(Keying::Ikev2(tc))
-                Err("[ikev2]: IKEv2 keying is not available in this build of vpn-core yet".into())
-            }
+            (None, Some(table)) => Ok(Keying::Ikev2(Box::new(self.ikev2_settings(table)?))),
             (Some(_), Some(_)) => Err("configure one of [manual] and [ikev2], not both".into()),
             (None, None) => Err("missing keying: add a [manual] (or [ikev2]) section".into()),
         }
+    }
+}
+
+impl GatewayConfig {
+    /// `[ikev2]` read as the core's [`TunnelConfig`], with the outside
+    /// addresses (and, unless given, a placeholder inside /30, which only the
+    /// AWS-shaped connection layer uses) taken from the rest of the file.
+    pub fn ikev2_config(&self, table: &toml::Table) -> Result<TunnelConfig, String> {
+        let mut t = table.clone();
+        for key in ["local_outside_address", "remote_outside_address"] {
+            if t.contains_key(key) {
+                return Err(format!("ikev2.{key}: set by [outside], leave it out here"));
+            }
+        }
+        t.insert(
+            "local_outside_address".into(),
+            self.outside.local.to_string().into(),
+        );
+        t.insert(
+            "remote_outside_address".into(),
+            self.outside.remote.to_string().into(),
+        );
+        t.entry("inside_cidr")
+            .or_insert_with(|| DEFAULT_INSIDE_CIDR.into());
+        t.entry("replay_window")
+            .or_insert_with(|| i64::from(self.replay_window).into());
+        // Errors name the key, never a value (the table holds the PSK).
+        t.try_into()
+            .map_err(|e: toml::de::Error| format!("[ikev2]: {}", e.message()))
+    }
+
+    fn ikev2_settings(&self, table: &toml::Table) -> Result<Ikev2Settings, String> {
+        let config = self.ikev2_config(table)?;
+        if config.ike_version != 2 {
+            return Err(format!(
+                "ikev2.ike_version: {} is not supported by this gateway",
+                config.ike_version
+            ));
+        }
+        Ikev2Settings::from_config(&config).map_err(|e| format!("[ikev2] proposals: {e}"))
     }
 }
 

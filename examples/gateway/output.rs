@@ -4,12 +4,19 @@
 //! Events: `ready`, `tunnel_state` (`state`, `from`), `child_sa_installed`
 //! (`spi_in`, `spi_out`, 8 hex digits like strongSwan's), `esp_sa` (`kind`,
 //! `spi`), `down` (`reason`, `detail`), `metrics`, `error` (`message`),
-//! `stopped` (last).
+//! `stopped` (last). With IKEv2 also: `ike_sa_up` / `ike_sa_rekeyed` (`spi_i`,
+//! `spi_r`, 16 hex digits), `ike_sa_down` (`spi_i`, `spi_r`, `reason`),
+//! `child_sa_rekeyed` (`spi_in`, `spi_out`, `old_spi_in`), `child_sa_deleted`,
+//! `nat_detected` (`local`, `remote`), `dpd_timeout` (`action`, `detail`),
+//! `negotiation_failed` (`reason`, `detail`: a new IKE SA from the peer failed
+//! while ours stays up). `down`'s `reason` is the [`DownReason`] variant in
+//! snake_case (`peer_deleted`, `dpd_timeout`, `authentication_failed`,
+//! `no_proposal_chosen` with `ours` / `theirs`, ...).
 
 use std::io::Write;
 
 use serde_json::{json, Value};
-use vpn_core::tunnel::{TunnelEvent, TunnelMetrics, TunnelState};
+use vpn_core::tunnel::{DownReason, TunnelEvent, TunnelMetrics, TunnelState};
 
 /// Writes one event line and flushes (the reader may be waiting for it).
 pub fn emit(event: &str, mut fields: Value) {
@@ -58,6 +65,36 @@ pub fn state_name(state: TunnelState) -> String {
     snake_name(&format!("{state:?}"))
 }
 
+/// Turns tunnel events into event lines; remembers the IKE SA's SPIs so that
+/// its end can be reported as `ike_sa_down`.
+#[derive(Default, Debug)]
+pub struct EventWriter {
+    ike_sa: Option<(u64, u64)>,
+}
+
+impl EventWriter {
+    /// Prints one tunnel event (and `ike_sa_down` before a `down` that ends an
+    /// IKE SA).
+    pub fn tunnel_event(&mut self, event: &TunnelEvent) {
+        match event {
+            TunnelEvent::IkeSaEstablished { spi_i, spi_r }
+            | TunnelEvent::IkeSaRekeyed { spi_i, spi_r, .. } => {
+                self.ike_sa = Some((*spi_i, *spi_r));
+            }
+            TunnelEvent::Down { reason } => {
+                if let Some((spi_i, spi_r)) = self.ike_sa.take() {
+                    let mut v = reason_json(reason);
+                    v["spi_i"] = Value::from(ike_spi(spi_i));
+                    v["spi_r"] = Value::from(ike_spi(spi_r));
+                    emit("ike_sa_down", v);
+                }
+            }
+            _ => {}
+        }
+        tunnel_event(event);
+    }
+}
+
 /// Prints one tunnel event.
 pub fn tunnel_event(event: &TunnelEvent) {
     match event {
@@ -80,16 +117,90 @@ pub fn tunnel_event(event: &TunnelEvent) {
                 json!({ "kind": snake_name(&detail), "detail": detail }),
             );
         }
-        TunnelEvent::Down { reason } => {
-            let detail = format!("{reason:?}");
+        TunnelEvent::Down { reason } => emit("down", reason_json(reason)),
+        TunnelEvent::IkeSaEstablished { spi_i, spi_r } => emit(
+            "ike_sa_up",
+            json!({ "spi_i": ike_spi(*spi_i), "spi_r": ike_spi(*spi_r) }),
+        ),
+        TunnelEvent::IkeSaRekeyed {
+            old_spi_i,
+            old_spi_r,
+            spi_i,
+            spi_r,
+        } => emit(
+            "ike_sa_rekeyed",
+            json!({
+                "spi_i": ike_spi(*spi_i),
+                "spi_r": ike_spi(*spi_r),
+                "old_spi_i": ike_spi(*old_spi_i),
+                "old_spi_r": ike_spi(*old_spi_r),
+            }),
+        ),
+        TunnelEvent::ChildSaRekeyed {
+            old_inbound_spi,
+            inbound_spi,
+            outbound_spi,
+        } => emit(
+            "child_sa_rekeyed",
+            json!({
+                "spi_in": spi(*inbound_spi),
+                "spi_out": spi(*outbound_spi),
+                "old_spi_in": spi(*old_inbound_spi),
+            }),
+        ),
+        TunnelEvent::ChildSaDeleted { inbound_spi } => {
+            emit("child_sa_deleted", json!({ "spi_in": spi(*inbound_spi) }))
+        }
+        TunnelEvent::NatDetected { local, remote } => {
+            emit("nat_detected", json!({ "local": local, "remote": remote }))
+        }
+        TunnelEvent::DeadPeerDetected => emit(
+            "dpd_timeout",
+            json!({ "action": "none", "detail": "dead peer detected; SAs kept (DPD action none)" }),
+        ),
+        TunnelEvent::NegotiationFailed { reason } => {
+            eprintln!("gateway: a new IKE SA from the peer failed: {reason}");
+            emit("negotiation_failed", reason_json(reason))
+        }
+        other => {
+            // A variant newer than this program: still visible to the supervisor.
+            let detail = format!("{other:?}");
             emit(
-                "down",
-                json!({ "reason": snake_name(&detail), "detail": detail }),
+                "tunnel_event",
+                json!({ "kind": snake_name(&detail), "detail": detail }),
             );
         }
-        // IKE events, until each gets its own name from the harness contract.
-        other => emit("tunnel_event", json!({ "detail": format!("{other:?}") })),
     }
+    if let TunnelEvent::Down {
+        reason: DownReason::DpdTimeout,
+    } = event
+    {
+        // The cause as its own event too, as with action `none`.
+        emit(
+            "dpd_timeout",
+            json!({ "action": "clear", "detail": DownReason::DpdTimeout.to_string() }),
+        );
+    }
+}
+
+/// `reason` named from the [`DownReason`] variant (`dpd_timeout`,
+/// `authentication_failed`, `no_proposal_chosen`, ...) and a readable `detail`
+/// (both offers for a proposal mismatch).
+fn reason_json(reason: &DownReason) -> Value {
+    let mut v = json!({
+        "reason": snake_name(&format!("{reason:?}")),
+        "detail": reason.to_string(),
+    });
+    if let DownReason::NoProposalChosen { ours, theirs } = reason {
+        v["ours"] = Value::from(ours.as_str());
+        v["theirs"] = theirs.as_deref().map_or(Value::Null, Value::from);
+    }
+    v
+}
+
+/// IKE SPIs as 16 hex digits, like strongSwan's `--list-sas`.
+pub fn ike_spi(spi: u64) -> String {
+    format!("{spi:016x}")
 }
 
 /// The tunnel's counters as JSON.
