@@ -201,6 +201,9 @@ def test_dpd_detects_silent_peer(net: Netns, gateway_binary: Path, report) -> No
     """DPD 2 s / 6 s on our side: a cut link is noticed within the timeout plus
     an interval; strongSwan (DPD 2 s, clear) clears its side too."""
     gw, sw, link, _ = setup(net, gateway_binary, "aws-default", we_initiate=True, dpd=(2, 6), sw_dpd=2)
+    # strongSwan installs the first child SA on Quick Mode message 3: give it a moment.
+    wait_until(lambda: sw.child_sas(), 5, what="strongSwan's child SA")
+    time.sleep(0.2)
     assert ping(net, gw.ns, B_IN, count=2, src=A_IN) == (2, 2)
     time.sleep(3)  # R-U-THERE / R-U-THERE-ACK exchanged while idle
     assert not [e for e in gw.events if e.get("event") == "down"], gw.events
