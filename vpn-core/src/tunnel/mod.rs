@@ -27,10 +27,31 @@
 //!   local address on port 500, or 4500 with the marker once NAT-T is in
 //!   use) and keepalives; `Transmit::remote` is where the peer was last seen.
 //! - ESP always travels in UDP 4500 ([`send_inner`](Tunnel::send_inner)).
-//! - Randomness: [`Tunnel::with_entropy`] hands in a source for the tunnel's
-//!   life; with [`Tunnel::new`], [`connect`](Tunnel::connect) seeds a
-//!   ChaCha20 generator from the entropy passed to it. `handle_timeout`
-//!   keeps its signature.
+//!
+//! With [`Keying::Ikev1`] the tunnel runs an [`Ikev1Session`] the same way
+//! (same events, same [`DownReason`]s), with these differences:
+//! - [`connect`](Tunnel::connect) initiates Main Mode when the settings'
+//!   `startup_action` is `Start`; the session answers the peer's Main Mode
+//!   at any time once connected (also after the tunnel went down).
+//! - NAT-T is always forced (ESP only travels in UDP 4500 here); when the
+//!   tunnel has one local and one remote traffic prefix they are the Quick
+//!   Mode proxy IDs.
+//! - A rekeyed child SA carries our traffic once the peer sends on it, once
+//!   the old one is deleted, or [`IKEV1_REKEY_GRACE`] after it was
+//!   installed, whichever comes first (nothing acknowledges Quick Mode
+//!   message 3); a deleted old inbound SA accepts packets for
+//!   [`IKEV1_REKEY_GRACE`] more.
+//! - NAT keepalives go out after [`IKEV1_KEEPALIVE_INTERVAL`] without
+//!   anything sent on 4500, while a UDP-encapsulated child SA is installed.
+//! - The tunnel goes down when the session has neither an ISAKMP SA nor a
+//!   child SA left (peer DELETEs: `PeerDeleted`), on a DPD timeout with
+//!   action `clear`/`restart`, or when the negotiation bringing it up fails;
+//!   a failed rekey while up is a `NegotiationFailed` event.
+//!
+//! Randomness, with either IKE version: [`Tunnel::with_entropy`] hands in a
+//! source for the tunnel's life; with [`Tunnel::new`],
+//! [`connect`](Tunnel::connect) seeds a ChaCha20 generator from the entropy
+//! passed to it. `handle_timeout` keeps its signature.
 
 mod child;
 
@@ -62,7 +83,9 @@ pub const IKEV1_KEEPALIVE_INTERVAL: core::time::Duration = core::time::Duration:
 
 /// IKEv1 tunnels: how long a replaced inbound SA still accepts packets after
 /// it was deleted (by the peer's DELETE, or ours
-/// [`REKEY_DELETE_DELAY`](crate::ike::v1::REKEY_DELETE_DELAY) after a rekey).
+/// [`REKEY_DELETE_DELAY`](crate::ike::v1::REKEY_DELETE_DELAY) after a rekey),
+/// and how long a rekeyed SA waits at most for the peer's first packet
+/// before it carries our traffic.
 pub const IKEV1_REKEY_GRACE: core::time::Duration = core::time::Duration::from_secs(5);
 
 /// How a tunnel gets its keys.
