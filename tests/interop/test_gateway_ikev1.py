@@ -121,6 +121,12 @@ def metrics(gw: OurGateway) -> dict[str, Any]:
     return gw.wait_for_event("metrics", 5, since)
 
 
+def udp_rcvbuf_errors(net: Netns, ns: str) -> int:
+    """Datagrams the kernel of ``ns`` dropped for a full socket buffer."""
+    lines = [ln.split() for ln in net.run(ns, ["cat", "/proc/net/snmp"]).stdout.splitlines() if ln.startswith("Udp:")]
+    return int(dict(zip(lines[0][1:], lines[1][1:])).get("RcvbufErrors", 0))
+
+
 def rekey_under_streams(net: Netns, report, gw: OurGateway, sw: StrongSwan, name: str, by_us: bool) -> None:
     """1500 datagrams at 500/s each way; one child rekey by ``by_us`` side in the middle."""
     old_spis = {c["spi-in"] for c in sw.child_sas()}
@@ -137,11 +143,15 @@ def rekey_under_streams(net: Netns, report, gw: OurGateway, sw: StrongSwan, name
     new = [c for c in sw.child_sas() if c.get("state") == "INSTALLED" and c["spi-in"] not in old_spis]
     assert new, sw.child_sas()
     lost = r_up.lost_count + r_down.lost_count
+    m = metrics(gw)
     detail = (f"A->B {r_up.received}/{r_up.sent}, B->A {r_down.received}/{r_down.sent}: {lost} lost "
               f"(bound {MAX_LOST}, strongSwan<->strongSwan), dup {r_up.duplicates + r_down.duplicates}; "
               f"SPI in {ev['old_spi_in']} -> {ev['spi_in']}")
+    if lost:
+        # Where did they go: our drop counters, and each kernel's socket-buffer drops.
+        detail += (f"; lost seq A->B {r_up.lost[:5]} B->A {r_down.lost[:5]}; our drops {m['drops']}, "
+                   f"UDP RcvbufErrors a={udp_rcvbuf_errors(net, gw.ns)} b={udp_rcvbuf_errors(net, sw.ns)}")
     assert lost <= MAX_LOST and r_up.duplicates == 0 and r_down.duplicates == 0, detail
-    m = metrics(gw)
     assert m["drops"].get("icv", 0) == 0 and m["drops"].get("replay", 0) == 0, m
     report.row(f"{name}: phase 2 rekey by {'us' if by_us else 'strongSwan'} under UDP streams both ways",
                "PASS", detail)
