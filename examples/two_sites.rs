@@ -2,9 +2,10 @@
 //! virtual private gateway joined by two tunnels, BGP over each, on a virtual
 //! clock. No root, no peer, no network: hours of simulated time in seconds.
 //!
-//! The timeline shows the tunnels coming up, BGP routes being learned,
-//! tunnel 1 failing and traffic moving to tunnel 2 within the BGP hold time,
-//! tunnel 1 healing and traffic returning after the failback hysteresis.
+//! The timeline shows IKEv2 bringing both tunnels up, BGP routes being
+//! learned, tunnel 1 failing and traffic moving to tunnel 2 once dead peer
+//! detection or the BGP hold timer notices, tunnel 1 healing and traffic
+//! returning after the failback hysteresis, and the hourly child SA rekeys.
 //! A per-tunnel metrics table follows, with CloudWatch's names.
 //!
 //! `cargo run --release --example two_sites [-- --seed N]`
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use vpn_core::config::FailoverPolicy;
 use vpn_core::entropy::SeededEntropy;
-use vpn_core::sim::lab::{lab_sites, udp_packet, udp_sequence, LabRouting};
+use vpn_core::sim::lab::{lab_sites, udp_packet, udp_sequence, IkeTimers, LabKeying, LabRouting};
 use vpn_core::sim::{LinkConditions, TwoSites};
 use vpn_core::time::Timestamp;
 
@@ -35,7 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         preferred_tunnel: 0,
         failback_hysteresis_secs: 60,
     };
+    // IKEv2 with AWS's timers: child SAs rekey about hourly, DPD after 30 s.
     let (cgw, vgw) = lab_sites(
+        LabKeying::Ikev2(IkeTimers::default()),
         LabRouting::Bgp { hold_time: 30 },
         failover,
         seed,

@@ -63,6 +63,31 @@
 #define VPN_BGP_POLICY_NONE 2
 
 /**
+ * Largest UDP payload a connection emits; `vpn_connection_poll_transmit`
+ * never needs a bigger buffer.
+ */
+#define VPN_MAX_DATAGRAM 65535
+
+/**
+ * `vpn_socket_addr.family` of an IPv4 address (in `addr[0..4]`).
+ */
+#define VPN_AF_INET 4
+
+/**
+ * `vpn_socket_addr.family` of an IPv6 address (all of `addr`).
+ */
+#define VPN_AF_INET6 6
+
+/**
+ * A tunnel's state (`vpn_connection_tunnel_state`, `vpn_connection_event.state`).
+ */
+#define VPN_TUNNEL_DOWN 0
+
+#define VPN_TUNNEL_CONNECTING 1
+
+#define VPN_TUNNEL_UP 2
+
+/**
  * The outcome of a fallible call. `VPN_OK` is zero; every other value is an
  * error. In C this is a `uint32_t`; new codes may be added at the end.
  */
@@ -157,6 +182,23 @@ enum vpn_result
    * A BGP speaker has no neighbour with that number.
    */
   VPN_ERR_UNKNOWN_PEER = 19,
+  /**
+   * A connection has no route for the inner packet's destination through
+   * a tunnel that is up.
+   */
+  VPN_ERR_NO_ROUTE = 20,
+  /**
+   * The inner packet exceeds the tunnel MTU (and no ICMP reply was made).
+   */
+  VPN_ERR_PACKET_TOO_BIG = 21,
+  /**
+   * The tunnel is not up.
+   */
+  VPN_ERR_NOT_CONNECTED = 22,
+  /**
+   * A connection has no tunnel with that index.
+   */
+  VPN_ERR_UNKNOWN_TUNNEL = 23,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -397,6 +439,12 @@ typedef struct vpn_bgp_speaker vpn_bgp_speaker;
 typedef struct vpn_config vpn_config;
 
 /**
+ * A VPN connection: create with `vpn_connection_new`, release with
+ * `vpn_connection_free`.
+ */
+typedef struct vpn_connection vpn_connection;
+
+/**
  * An ESP security association in tunnel mode. Create with
  * `vpn_esp_sa_new`, release with `vpn_esp_sa_free`.
  */
@@ -492,6 +540,145 @@ typedef struct vpn_bgp_event {
  * A configuration document's format: one of the `VPN_CONFIG_*` constants.
  */
 typedef uint32_t vpn_config_format;
+
+/**
+ * A UDP endpoint without `struct sockaddr`: `family` is `VPN_AF_INET` (the
+ * address in `addr[0..4]`, the rest zero) or `VPN_AF_INET6`; the address
+ * bytes and `port` are in host-independent form (address in network order,
+ * port as a plain number).
+ */
+typedef struct vpn_socket_addr {
+  uint8_t family;
+  uint8_t addr[16];
+  uint16_t port;
+} vpn_socket_addr;
+
+/**
+ * What `vpn_connection_handle_datagram` made of a datagram: one of the
+ * `VPN_RECEIVED_*` constants.
+ */
+typedef uint32_t vpn_received_kind;
+
+/**
+ * Why a datagram was dropped: one of the `VPN_DROP_*` constants.
+ */
+typedef uint32_t vpn_drop_reason;
+
+/**
+ * The result of `vpn_connection_handle_datagram`.
+ */
+typedef struct vpn_received {
+  /**
+   * A `VPN_RECEIVED_*` constant.
+   */
+  vpn_received_kind kind;
+  /**
+   * The tunnel whose peer sent the datagram, or -1 when none did.
+   */
+  int32_t tunnel;
+  /**
+   * With `VPN_RECEIVED_INNER`: where the inner packet is in the buffer.
+   */
+  size_t inner_offset;
+  size_t inner_len;
+  /**
+   * With `VPN_RECEIVED_DROPPED`: a `VPN_DROP_*` constant, else `VPN_DROP_NONE`.
+   */
+  vpn_drop_reason drop_reason;
+  /**
+   * With `VPN_DROP_ESP`: the `vpn_result` code of the ESP error, else 0.
+   */
+  uint32_t esp_error;
+} vpn_received;
+
+/**
+ * A datagram to send, or (from `vpn_connection_send_packet` only) an ICMP
+ * reply to deliver back inside.
+ */
+typedef struct vpn_transmit {
+  /**
+   * The tunnel it belongs to; -1 with `icmp_too_big`.
+   */
+  int32_t tunnel;
+  /**
+   * Send from this local address and port...
+   */
+  struct vpn_socket_addr local;
+  /**
+   * ...to this remote address and port, over UDP.
+   */
+  struct vpn_socket_addr remote;
+  /**
+   * Bytes at the start of the buffer.
+   */
+  size_t len;
+  /**
+   * True when `vpn_connection_send_packet` did not send the packet but
+   * replaced it with an ICMP "fragmentation needed" for its sender:
+   * `buf[0..len]` is that ICMP packet; `local` and `remote` are zero.
+   */
+  bool icmp_too_big;
+} vpn_transmit;
+
+/**
+ * A connection event's kind: one of the `VPN_EVENT_*` constants.
+ */
+typedef uint32_t vpn_event_kind;
+
+/**
+ * One event of `vpn_connection_poll_event`.
+ */
+typedef struct vpn_connection_event {
+  /**
+   * A `VPN_EVENT_*` constant.
+   */
+  vpn_event_kind kind;
+  /**
+   * The tunnel concerned (the new active tunnel for
+   * `VPN_EVENT_ACTIVE_TUNNEL_CHANGED`), or -1.
+   */
+  int32_t tunnel;
+  /**
+   * `VPN_EVENT_ACTIVE_TUNNEL_CHANGED`: the previous active tunnel, or -1.
+   */
+  int32_t from_tunnel;
+  /**
+   * `VPN_EVENT_TUNNEL_STATE_CHANGED`: the new `VPN_TUNNEL_*` state, else -1.
+   */
+  int32_t state;
+} vpn_connection_event;
+
+/**
+ * CloudWatch's figures of one tunnel (`vpn_connection_tunnel_report`).
+ */
+typedef struct vpn_tunnel_report {
+  /**
+   * TunnelState: 1 when the tunnel carries traffic, else 0.
+   */
+  uint8_t tunnel_state;
+  /**
+   * TunnelDataIn: bytes received, after decryption.
+   */
+  uint64_t tunnel_data_in;
+  /**
+   * TunnelDataOut: bytes sent, before encryption.
+   */
+  uint64_t tunnel_data_out;
+  uint64_t packets_in;
+  uint64_t packets_out;
+  /**
+   * Inbound packets dropped, all reasons together.
+   */
+  uint64_t drops_in;
+  /**
+   * Routes learned through the tunnel (BGP).
+   */
+  uint64_t accepted_routes;
+  /**
+   * Whether this is the active tunnel.
+   */
+  bool active;
+} vpn_tunnel_report;
 
 /**
  * Limits on an SA's use. Zero means unlimited.
@@ -627,6 +814,92 @@ typedef struct vpn_esp_event {
  * (input only).
  */
 #define VPN_CONFIG_AWS_XML 3
+
+/**
+ * A decrypted inner packet, at `buf[inner_offset..][..inner_len]`.
+ */
+#define VPN_RECEIVED_INNER 1
+
+/**
+ * Consumed by the control plane (IKE, keepalive, BGP over the tunnel).
+ */
+#define VPN_RECEIVED_CONTROL 2
+
+/**
+ * Dropped: `drop_reason` says why (and is counted in the metrics).
+ */
+#define VPN_RECEIVED_DROPPED 3
+
+/**
+ * Not dropped.
+ */
+#define VPN_DROP_NONE 0
+
+/**
+ * Not from (or to) the outside addresses of either tunnel.
+ */
+#define VPN_DROP_UNKNOWN_PEER 1
+
+/**
+ * An ESP SPI the tunnel does not have.
+ */
+#define VPN_DROP_UNKNOWN_SPI 2
+
+/**
+ * Rejected by the ESP SA; `esp_error` holds the `vpn_result` code
+ * (`VPN_ERR_REPLAY`, `VPN_ERR_AUTHENTICATION`, ...).
+ */
+#define VPN_DROP_ESP 3
+
+/**
+ * Decrypted, but outside the negotiated traffic selectors.
+ */
+#define VPN_DROP_OUTSIDE_TRAFFIC_SELECTORS 4
+
+/**
+ * No child SA is installed.
+ */
+#define VPN_DROP_NOT_CONNECTED 5
+
+/**
+ * Not ESP, IKE or a keepalive.
+ */
+#define VPN_DROP_GARBAGE 6
+
+/**
+ * A tunnel changed state: `state` is the new `VPN_TUNNEL_*` state.
+ */
+#define VPN_EVENT_TUNNEL_STATE_CHANGED 1
+
+/**
+ * A tunnel went down; the text names the reason.
+ */
+#define VPN_EVENT_TUNNEL_DOWN 2
+
+/**
+ * A tunnel's IKE SA is established (phase 1 up).
+ */
+#define VPN_EVENT_IKE_SA_ESTABLISHED 3
+
+/**
+ * A tunnel's child SA pair was installed (phase 2 up).
+ */
+#define VPN_EVENT_CHILD_SA_INSTALLED 4
+
+/**
+ * Any other tunnel event (rekeys, deletions, NAT detection, lifetimes).
+ */
+#define VPN_EVENT_TUNNEL_OTHER 5
+
+/**
+ * The active tunnel changed: from `from_tunnel` to `tunnel` (-1: none).
+ */
+#define VPN_EVENT_ACTIVE_TUNNEL_CHANGED 6
+
+/**
+ * A BGP session changed state or a route came or went.
+ */
+#define VPN_EVENT_BGP 7
 
 #ifdef __cplusplus
 extern "C" {
@@ -1098,6 +1371,274 @@ vpn_result vpn_last_error_field_at(size_t index,
                                    char *buf,
                                    size_t len,
                                    size_t *out_n);
+
+/**
+ * Builds the connection a configuration describes (two IKE-keyed tunnels,
+ * routing, failover), with the operating system's CSPRNG. Nothing is sent
+ * until `vpn_connection_connect`. `config` is only read: free it whenever.
+ *
+ * The configuration is validated first: on `VPN_ERR_INVALID_CONFIG` every
+ * problem is recorded in this thread's last error, as `vpn_config_validate`
+ * does (`vpn_last_error_count`, `vpn_last_error_field_at`, ...). A
+ * configuration that validates but cannot be built (a proposal the stack
+ * cannot negotiate, BGP settings) also returns `VPN_ERR_INVALID_CONFIG`.
+ *
+ * # Safety
+ *
+ * `config` is a live handle; `out` is valid for a write.
+ */
+vpn_result vpn_connection_new(const struct vpn_config *config,
+                              uint64_t now_ns,
+                              struct vpn_connection **out);
+
+/**
+ * Frees a connection. NULL is ignored.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a handle from `vpn_connection_new` not used again.
+ */
+void vpn_connection_free(struct vpn_connection *conn);
+
+/**
+ * Brings up every tunnel the operator wants up: an initiating end starts
+ * IKE (its first datagrams wait in `vpn_connection_poll_transmit`), a
+ * responding end starts listening.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle.
+ */
+vpn_result vpn_connection_connect(struct vpn_connection *conn,
+                                  uint64_t now_ns);
+
+/**
+ * Administratively brings tunnel `tunnel` (0 or 1) up or down; down closes
+ * it (traffic fails over to the other tunnel). `VPN_ERR_UNKNOWN_TUNNEL` for
+ * an index past the last tunnel.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle.
+ */
+vpn_result vpn_connection_set_tunnel_admin_up(struct vpn_connection *conn,
+                                              uint32_t tunnel,
+                                              bool up,
+                                              uint64_t now_ns);
+
+/**
+ * Handles a UDP datagram received on `local` from `remote`: `buf[0..len]`
+ * is decrypted in place. On `VPN_OK`, `*out` says what it was; with
+ * `VPN_RECEIVED_INNER` the inner packet is at
+ * `buf[out->inner_offset..][..out->inner_len]`. A datagram the connection
+ * rejects is not an error: it is `VPN_RECEIVED_DROPPED` with a reason.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle; `local`, `remote` valid for reads; `buf` valid
+ * for `len` bytes of reads and writes (or NULL with `len` 0); `out` valid
+ * for a write.
+ */
+vpn_result vpn_connection_handle_datagram(struct vpn_connection *conn,
+                                          uint64_t now_ns,
+                                          const struct vpn_socket_addr *local,
+                                          const struct vpn_socket_addr *remote,
+                                          uint8_t *buf,
+                                          size_t len,
+                                          struct vpn_received *out);
+
+/**
+ * Routes the inner IP packet at `buf[vpn_connection_headroom(conn)..]`
+ * (`inner_len` bytes) into a tunnel and seals it in place. `buf_len` must
+ * cover headroom + `inner_len` + tailroom. On `VPN_OK`, `buf[0..out->len]`
+ * is the datagram to send from `out->local` to `out->remote`, or, when
+ * `out->icmp_too_big`, an ICMP "fragmentation needed" to deliver back to
+ * the packet's sender.
+ *
+ * Errors: `VPN_ERR_UNSUPPORTED_INNER_PACKET` (not IPv4/IPv6),
+ * `VPN_ERR_NO_ROUTE` (no tunnel that is up routes the destination),
+ * `VPN_ERR_PACKET_TOO_BIG` (over the tunnel MTU), `VPN_ERR_NOT_CONNECTED`,
+ * `VPN_ERR_BUFFER_TOO_SMALL` (`buf_len` misses headroom or tailroom),
+ * `VPN_ERR_INVALID_ARGUMENT` (`inner_len` past `buf_len`), ESP errors.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle; `buf` valid for `buf_len` bytes of reads and
+ * writes; `out` valid for a write.
+ */
+vpn_result vpn_connection_send_packet(struct vpn_connection *conn,
+                                      uint64_t now_ns,
+                                      uint8_t *buf,
+                                      size_t buf_len,
+                                      size_t inner_len,
+                                      struct vpn_transmit *out);
+
+/**
+ * Bytes `vpn_connection_send_packet` needs in front of the inner packet.
+ *
+ * # Safety
+ *
+ * `conn` is NULL (returns 0) or a live handle.
+ */
+size_t vpn_connection_headroom(const struct vpn_connection *conn);
+
+/**
+ * Bytes `vpn_connection_send_packet` may need after the inner packet.
+ *
+ * # Safety
+ *
+ * `conn` is NULL (returns 0) or a live handle.
+ */
+size_t vpn_connection_tailroom(const struct vpn_connection *conn);
+
+/**
+ * Takes the next datagram the connection wants sent (IKE, keepalives,
+ * BGP packets sealed into their tunnel): returns true and writes it to
+ * `buf[0..out->len]` and its addresses to `*out`.
+ *
+ * Returns false when there is nothing to send (`out->len` = 0), or when
+ * `len` is too small for the next datagram: then `out->len` is the size
+ * needed, `out->tunnel` -1, and the datagram stays queued for the next call.
+ * A buffer of `VPN_MAX_DATAGRAM` bytes always suffices. NULL arguments
+ * return false and write nothing.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle; `buf` valid for `len` bytes of writes (or NULL
+ * with `len` 0); `out` valid for a write.
+ */
+bool vpn_connection_poll_transmit(struct vpn_connection *conn,
+                                  uint8_t *buf,
+                                  size_t len,
+                                  struct vpn_transmit *out);
+
+/**
+ * Takes the next event: returns true, writes its kind and tunnel to `*out`
+ * and a one-line description (tunnels numbered from 1, as AWS does) to
+ * `text_buf`, NUL-terminated and cut to fit `len` (like `snprintf`);
+ * `*out_n` is the full text length without the NUL, so the text was cut
+ * when `*out_n >= len`. `text_buf` may be NULL with `len` 0 and `out_n`
+ * NULL when the text is not wanted. Returns false when there is no event
+ * (or `conn`/`out` is NULL).
+ *
+ * # Safety
+ *
+ * `conn` is a live handle; `text_buf` valid for `len` bytes of writes (or
+ * NULL with `len` 0); `out_n` NULL or valid for a write; `out` valid for a
+ * write.
+ */
+bool vpn_connection_poll_event(struct vpn_connection *conn,
+                               char *text_buf,
+                               size_t len,
+                               size_t *out_n,
+                               struct vpn_connection_event *out);
+
+/**
+ * The next deadline in nanoseconds (call `vpn_connection_handle_timeout`
+ * then), or `UINT64_MAX` when there is none.
+ *
+ * # Safety
+ *
+ * `conn` is NULL (returns `UINT64_MAX`) or a live handle.
+ */
+uint64_t vpn_connection_poll_timeout(const struct vpn_connection *conn);
+
+/**
+ * Fires whatever is due at `now_ns` (retransmits, DPD, rekeys, failback).
+ * Early or repeated calls are harmless.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle.
+ */
+vpn_result vpn_connection_handle_timeout(struct vpn_connection *conn,
+                                         uint64_t now_ns);
+
+/**
+ * The tunnel carrying traffic (active/standby; with active/active the
+ * first healthy one), or -1 when none does (or `conn` is NULL).
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle.
+ */
+int32_t vpn_connection_active_tunnel(const struct vpn_connection *conn);
+
+/**
+ * How many tunnels the connection has (2), or 0 when `conn` is NULL.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle.
+ */
+size_t vpn_connection_tunnel_count(const struct vpn_connection *conn);
+
+/**
+ * Tunnel `tunnel`'s IPsec state (`VPN_TUNNEL_DOWN`, `_CONNECTING`, `_UP`),
+ * or -1 for an unknown tunnel or a NULL `conn`.
+ *
+ * # Safety
+ *
+ * `conn` is NULL or a live handle.
+ */
+int32_t vpn_connection_tunnel_state(const struct vpn_connection *conn,
+                                    uint32_t tunnel);
+
+/**
+ * Writes tunnel `tunnel`'s CloudWatch figures to `*out`;
+ * `VPN_ERR_UNKNOWN_TUNNEL` for an index past the last tunnel.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle; `out` valid for a write.
+ */
+vpn_result vpn_connection_tunnel_report(const struct vpn_connection *conn,
+                                        uint32_t tunnel,
+                                        struct vpn_tunnel_report *out);
+
+/**
+ * Writes every metric in the Prometheus text exposition format, labelled
+ * `connection="<name>"` (`name` NUL-terminated UTF-8) and `tunnel="1"`/`"2"`.
+ * Buffer conventions as `vpn_config_to_string`: NUL-terminated text, its
+ * length in `*out_n`; `VPN_ERR_BUFFER_TOO_SMALL` writes the size needed
+ * (NUL included) to `*out_n`.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle; `name` NUL-terminated; `buf` valid for `len`
+ * bytes of writes (or NULL with `len` 0); `out_n` valid for a write.
+ */
+vpn_result vpn_connection_metrics_prometheus(const struct vpn_connection *conn,
+                                             const char *name,
+                                             char *buf,
+                                             size_t len,
+                                             size_t *out_n);
+
+/**
+ * Parses `"192.0.2.1:500"` or `"[2001:db8::1]:4500"` (NUL-terminated)
+ * into `*out`. `VPN_ERR_INVALID_ARGUMENT` when it is not such an address.
+ *
+ * # Safety
+ *
+ * `text` NUL-terminated; `out` valid for a write.
+ */
+vpn_result vpn_socket_addr_parse(const char *text,
+                                 struct vpn_socket_addr *out);
+
+/**
+ * Writes `*addr` as `"192.0.2.1:500"` / `"[2001:db8::1]:4500"`. Buffer
+ * conventions as `vpn_connection_metrics_prometheus`;
+ * `VPN_ERR_INVALID_ARGUMENT` for an unknown family.
+ *
+ * # Safety
+ *
+ * `addr` valid for a read; `buf` valid for `len` bytes of writes (or NULL
+ * with `len` 0); `out_n` valid for a write.
+ */
+vpn_result vpn_socket_addr_format(const struct vpn_socket_addr *addr,
+                                  char *buf,
+                                  size_t len,
+                                  size_t *out_n);
 
 /**
  * Creates an ESP SA.

@@ -54,6 +54,8 @@ run_suite "ESP example" cargo run --quiet --example esp_demo
 run_suite "C API (gcc -Werror, valgrind)" bash tests/c/run.sh
 run_suite "Python API (pytest)" bash vpn-py/run-tests.sh
 run_suite "interop (strongSwan and BIRD in network namespaces)" tests/interop/run.sh
+run_suite "IKEv2 interop from the Rust harness (strongSwan, through a NAT router)" \
+    cargo test -p vpn-core --lib ike::v2::tests::interop::strongswan -- --ignored
 
 log "summary"
 for f in "${failures[@]+"${failures[@]}"}"; do echo "FAILED: $f"; done

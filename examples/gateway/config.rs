@@ -164,6 +164,8 @@ impl GatewayConfig {
         let config: GatewayConfig =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config.tun_address()?;
+        // Keying errors (a missing PSK, an unknown algorithm) are config errors too.
+        config.keying()?;
         Ok(config)
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vpn_core::config::FailoverPolicy;
 use vpn_core::connection::{BgpEvent, ConnectionEvent};
-use vpn_core::sim::lab::{lab_sites, udp_packet, udp_sequence, LabRouting};
+use vpn_core::sim::lab::{lab_sites, udp_packet, udp_sequence, IkeTimers, LabKeying, LabRouting};
 use vpn_core::sim::{LinkConditions, TwoSites};
 use vpn_core::time::Timestamp;
 
@@ -22,7 +22,17 @@ fn secs(s: u64) -> Timestamp {
 }
 
 fn lab(routing: LabRouting, failover: FailoverPolicy, seed: u64, link: LinkConditions) -> TwoSites {
-    let (cgw, vgw) = lab_sites(routing, failover, seed, Timestamp::ZERO).unwrap();
+    lab_with(LabKeying::Manual, routing, failover, seed, link)
+}
+
+fn lab_with(
+    keying: LabKeying,
+    routing: LabRouting,
+    failover: FailoverPolicy,
+    seed: u64,
+    link: LinkConditions,
+) -> TwoSites {
+    let (cgw, vgw) = lab_sites(keying, routing, failover, seed, Timestamp::ZERO).unwrap();
     let mut sim = TwoSites::new(["cgw", "vgw"], cgw, vgw, link, seed, Timestamp::ZERO);
     let mut rng = vpn_core::entropy::SeededEntropy::new(seed);
     sim.site_mut(CGW)
@@ -258,4 +268,133 @@ fn routes_learned_are_events() {
         tunnel: 0,
         prefix: "10.0.0.0/8".parse().unwrap(),
     });
+}
+
+/// Fast IKE timers so that hours of rekeys fit in a test.
+fn quick_ike() -> IkeTimers {
+    IkeTimers {
+        ike_lifetime: Duration::from_secs(900),
+        child_lifetime: Duration::from_secs(300),
+        rekey_margin: Duration::from_secs(60),
+        dpd_interval: Duration::from_secs(2),
+        dpd_timeout: Duration::from_secs(10),
+    }
+}
+
+fn count(sim: &TwoSites, needle: &str) -> usize {
+    sim.log().iter().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn ikev2_tunnels_negotiate_and_carry_bgp_and_traffic() {
+    let mut sim = lab_with(
+        LabKeying::Ikev2(IkeTimers::default()),
+        LabRouting::Bgp { hold_time: 30 },
+        STANDBY,
+        11,
+        LinkConditions::default(),
+    );
+    sim.run_until(secs(20));
+    for site in [CGW, VGW] {
+        assert!(sim.site(site).tunnel(0).unwrap().ike().is_some());
+        assert_eq!(sim.site(site).routes().len(), 2, "{:#?}", sim.log());
+    }
+    let sent = stream(&mut sim, 0, secs(25), Duration::from_millis(100));
+    sim.run_until(secs(26));
+    assert_eq!(received(&mut sim, VGW), sent);
+}
+
+#[test]
+fn dpd_detects_a_cut_tunnel_and_traffic_fails_over_then_back() {
+    let mut sim = lab_with(
+        LabKeying::Ikev2(quick_ike()),
+        LabRouting::Static,
+        STANDBY,
+        12,
+        LinkConditions::default(),
+    );
+    sim.run_until(secs(10));
+    assert_eq!(sim.site(CGW).active_tunnel(), Some(0));
+    sim.note("cut tunnel 1");
+    sim.set_link(0, |l| l.up = false);
+    let during = stream(&mut sim, 0, secs(40), Duration::from_millis(100));
+    sim.run_until(secs(41));
+    let got = received(&mut sim, VGW);
+    let lost: Vec<u32> = during
+        .iter()
+        .copied()
+        .filter(|s| !got.contains(s))
+        .collect();
+    // DPD: 2 s of silence, then 10 s without an answer.
+    assert!(!lost.is_empty());
+    assert!(lost.len() <= 130, "lost {}", lost.len());
+    assert!(
+        lost.windows(2).all(|w| w[1] == w[0] + 1),
+        "one window of loss"
+    );
+    assert_eq!(sim.site(CGW).active_tunnel(), Some(1), "{:#?}", sim.log());
+
+    sim.note("heal tunnel 1");
+    sim.set_link(0, |l| l.up = true);
+    sim.run_until(secs(200));
+    assert_eq!(sim.site(CGW).active_tunnel(), Some(0), "{:#?}", sim.log());
+    let after = stream(&mut sim, 1000, secs(205), Duration::from_millis(100));
+    sim.run_until(secs(206));
+    assert_eq!(received(&mut sim, VGW), after);
+}
+
+#[test]
+fn child_and_ike_rekeys_under_load_lose_nothing() {
+    let mut sim = lab_with(
+        LabKeying::Ikev2(quick_ike()),
+        LabRouting::Static,
+        STANDBY,
+        13,
+        LinkConditions::default(),
+    );
+    sim.run_until(secs(5));
+    let sent = stream(&mut sim, 0, secs(40 * 60), Duration::from_millis(50));
+    sim.run_until(secs(40 * 60 + 1));
+    let got = received(&mut sim, VGW);
+    assert_eq!(got.len(), sent.len(), "lost {}", sent.len() - got.len());
+    assert!(
+        count(&sim, "cgw  tunnel 1 ChildSaRekeyed") >= 5,
+        "{:#?}",
+        sim.log()
+    );
+    assert!(
+        count(&sim, "tunnel 1 IkeSaRekeyed") >= 2,
+        "{:#?}",
+        sim.log()
+    );
+    assert_eq!(sim.site(CGW).metrics().failovers, 0);
+}
+
+#[test]
+fn a_tunnel_whose_peer_stayed_unreachable_comes_back_when_the_path_does() {
+    let mut sim = lab_with(
+        LabKeying::Ikev2(quick_ike()),
+        LabRouting::Static,
+        STANDBY,
+        14,
+        LinkConditions::default(),
+    );
+    sim.run_until(secs(10));
+    sim.set_link(0, |l| l.up = false);
+    // Long enough for DPD, the restart and every retransmission to fail.
+    sim.run_until(secs(400));
+    assert!(count(&sim, "PeerUnreachable") >= 1, "{:#?}", sim.log());
+    assert_ne!(
+        sim.site(CGW).tunnel(0).unwrap().state(),
+        vpn_core::tunnel::TunnelState::Up
+    );
+    sim.set_link(0, |l| l.up = true);
+    sim.run_until(secs(500));
+    assert_eq!(
+        sim.site(CGW).tunnel(0).unwrap().state(),
+        vpn_core::tunnel::TunnelState::Up,
+        "{:#?}",
+        sim.log()
+    );
+    assert_eq!(sim.site(CGW).active_tunnel(), Some(0));
 }

@@ -28,11 +28,13 @@
 
 mod bgp;
 mod config;
+mod connection;
 mod esp;
 mod result;
 
 pub use bgp::*;
 pub use config::*;
+pub use connection::*;
 pub use esp::*;
 pub use result::*;
 

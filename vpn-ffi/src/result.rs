@@ -56,13 +56,22 @@ pub enum vpn_result {
     VPN_ERR_IO = 18,
     /// A BGP speaker has no neighbour with that number.
     VPN_ERR_UNKNOWN_PEER = 19,
+    /// A connection has no route for the inner packet's destination through
+    /// a tunnel that is up.
+    VPN_ERR_NO_ROUTE = 20,
+    /// The inner packet exceeds the tunnel MTU (and no ICMP reply was made).
+    VPN_ERR_PACKET_TOO_BIG = 21,
+    /// The tunnel is not up.
+    VPN_ERR_NOT_CONNECTED = 22,
+    /// A connection has no tunnel with that index.
+    VPN_ERR_UNKNOWN_TUNNEL = 23,
 }
 
 use vpn_result::*;
 
 /// Every code, in numeric order. (A function rather than a constant, which
 /// cbindgen would try to export as a macro.)
-pub(crate) fn all_results() -> [vpn_result; 20] {
+pub(crate) fn all_results() -> [vpn_result; 24] {
     [
         VPN_OK,
         VPN_ERR_NULL_ARGUMENT,
@@ -84,6 +93,10 @@ pub(crate) fn all_results() -> [vpn_result; 20] {
         VPN_ERR_CONFIG_SYNTAX,
         VPN_ERR_IO,
         VPN_ERR_UNKNOWN_PEER,
+        VPN_ERR_NO_ROUTE,
+        VPN_ERR_PACKET_TOO_BIG,
+        VPN_ERR_NOT_CONNECTED,
+        VPN_ERR_UNKNOWN_TUNNEL,
     ]
 }
 
@@ -115,6 +128,10 @@ impl vpn_result {
             VPN_ERR_CONFIG_SYNTAX => "configuration document is not well-formed",
             VPN_ERR_IO => "file could not be read",
             VPN_ERR_UNKNOWN_PEER => "no BGP neighbour with that number",
+            VPN_ERR_NO_ROUTE => "no route to the destination through a tunnel that is up",
+            VPN_ERR_PACKET_TOO_BIG => "inner packet exceeds the tunnel MTU",
+            VPN_ERR_NOT_CONNECTED => "tunnel is not up",
+            VPN_ERR_UNKNOWN_TUNNEL => "no tunnel with that index",
         }
     }
 }

@@ -165,6 +165,13 @@ pub enum ConnectionError {
     Bgp(#[from] crate::bgp::session::ConfigError),
     #[error("BGP needs one pair of inside addresses per tunnel")]
     InsideAddresses,
+    #[error("invalid configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidConfig(Vec<crate::config::ConfigError>),
+    #[error("tunnel {tunnel}: {message}")]
+    Tunnel {
+        tunnel: TunnelIndex,
+        message: String,
+    },
 }
 
 /// Counters of the connection as a whole.
@@ -244,6 +251,42 @@ impl Connection {
             bgp_deadline: None,
             own_transmits: VecDeque::new(),
         })
+    }
+
+    /// The connection a configuration describes: its two tunnels keyed by
+    /// IKE with 0.0.0.0/0 traffic selectors (as AWS negotiates them), its
+    /// routing, failover and packet policy. The configuration is validated
+    /// first. Every random choice of the connection derives from `entropy`.
+    pub fn from_config(
+        config: &crate::config::ConnectionConfig,
+        now: Timestamp,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Self, ConnectionError> {
+        config.validate().map_err(ConnectionError::InvalidConfig)?;
+        let any = |v6: bool| {
+            let addr: IpAddr = if v6 {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            } else {
+                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+            };
+            Prefix::truncating(addr, 0)
+        };
+        let mut tunnels = Vec::new();
+        for (index, tunnel) in config.tunnels.iter().enumerate() {
+            let failed = |e: &dyn std::fmt::Display| ConnectionError::Tunnel {
+                tunnel: index,
+                message: e.to_string(),
+            };
+            let settings = crate::tunnel::TunnelSettings::from_config(
+                tunnel,
+                vec![any(false)],
+                vec![any(false)],
+            )
+            .map_err(|e| failed(&e))?;
+            let stream = Box::new(crate::entropy::SeededEntropy::new(entropy.next_u64()));
+            tunnels.push(Tunnel::with_entropy(settings, now, stream).map_err(|e| failed(&e))?);
+        }
+        Connection::new(tunnels, ConnectionPolicy::from_config(config), now, entropy)
     }
 
     /// The BGP speaker, when the connection routes dynamically.

@@ -265,3 +265,34 @@ fn policy_from_the_aws_fixture() {
     }
     assert_eq!(bgp.peer_asn, 64512);
 }
+
+#[test]
+fn a_connection_from_the_aws_fixture_and_a_refusal_naming_the_field() {
+    let xml = include_str!("../../tests/fixtures/config/aws-vpn-connection-bgp.xml");
+    let mut config = crate::config::ConnectionConfig::from_aws_xml(xml).unwrap();
+    // The fixture is IKEv1 (main mode); this connection negotiates IKEv2.
+    for t in &mut config.tunnels {
+        t.ike_version = 2;
+    }
+    let mut rng = SeededEntropy::new(1);
+    let c = Connection::from_config(&config, T0, &mut rng).unwrap();
+    assert_eq!(c.tunnel_count(), 2);
+    assert!(c.bgp_speaker().is_some());
+    assert_eq!(
+        c.tunnel(1).unwrap().settings().remote.ip(),
+        config.tunnels[1].remote_outside_address
+    );
+
+    config.tunnels[0].inside_cidr = "169.254.0.0/30".parse().unwrap();
+    let Err(ConnectionError::InvalidConfig(errors)) =
+        Connection::from_config(&config, T0, &mut rng)
+    else {
+        panic!("a reserved inside CIDR must be refused");
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field() == Some("tunnels[0].inside_cidr")),
+        "{errors:?}"
+    );
+}

@@ -5,12 +5,46 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::config::{FailoverPolicy, Prefix};
+use core::time::Duration;
+
+use crate::config::{DpdAction, FailoverPolicy, Prefix, Secret, StartupAction, TunnelConfig};
 use crate::connection::{BgpSettings, Connection, ConnectionError, ConnectionPolicy};
 use crate::entropy::{Entropy, SeededEntropy};
 use crate::esp::EncryptionAlgorithm;
 use crate::time::Timestamp;
 use crate::tunnel::{Keying, ManualKeying, ManualSa, Tunnel, TunnelSettings};
+
+/// How the lab's tunnels get their keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabKeying {
+    /// Static SAs derived from the seed: no IKE, no liveness checks.
+    Manual,
+    /// IKEv2 with a pre-shared key, AWS-like proposals and these timers.
+    Ikev2(IkeTimers),
+}
+
+/// Lifetimes and liveness settings of the lab's IKEv2 tunnels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IkeTimers {
+    pub ike_lifetime: Duration,
+    pub child_lifetime: Duration,
+    pub rekey_margin: Duration,
+    pub dpd_interval: Duration,
+    pub dpd_timeout: Duration,
+}
+
+impl Default for IkeTimers {
+    /// AWS's defaults: IKE SA 8 h, child SA 1 h, margin 270 s, DPD 10 s / 30 s.
+    fn default() -> Self {
+        IkeTimers {
+            ike_lifetime: Duration::from_secs(28800),
+            child_lifetime: Duration::from_secs(3600),
+            rekey_margin: Duration::from_secs(270),
+            dpd_interval: Duration::from_secs(10),
+            dpd_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// The customer gateway's outside address (one for both tunnels, as at AWS).
 pub const CGW_OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
@@ -40,8 +74,9 @@ pub enum LabRouting {
 }
 
 /// Builds the two ends: index 0 is the customer gateway, 1 the VGW.
-/// Keys and SPIs come from `seed`.
+/// Keys, SPIs and every other random choice come from `seed`.
 pub fn lab_sites(
+    keying: LabKeying,
     routing: LabRouting,
     failover: FailoverPolicy,
     seed: u64,
@@ -89,8 +124,8 @@ pub fn lab_sites(
                     (VPC, CGW_LAN, vgw_inside, cgw_inside)
                 };
                 let host = |a: Ipv4Addr| Prefix::new(IpAddr::V4(a), 32).expect("a /32 is a prefix");
-                Tunnel::new(
-                    TunnelSettings {
+                let settings = match keying {
+                    LabKeying::Manual => TunnelSettings {
                         local,
                         remote,
                         keying: Keying::Manual(ManualKeying {
@@ -104,9 +139,12 @@ pub fn lab_sites(
                         ],
                         replay_window: 1024,
                     },
-                    now,
-                )
-                .expect("lab tunnel settings are valid")
+                    LabKeying::Ikev2(timers) => ikev2_settings(cgw, i, local, remote, timers, seed),
+                };
+                // Each tunnel owns a stream of its own, so runs replay exactly.
+                let stream = seed ^ ((i as u64 + 1) << 8) ^ (u64::from(cgw) << 16);
+                Tunnel::with_entropy(settings, now, Box::new(SeededEntropy::new(stream)))
+                    .expect("lab tunnel settings are valid")
             })
             .collect();
         let (lan, peer_lan): (Prefix, Prefix) = if cgw {
@@ -154,6 +192,43 @@ pub fn lab_sites(
     let cgw = site(true, &mut rng)?;
     let vgw = site(false, &mut rng)?;
     Ok((cgw, vgw))
+}
+
+/// IKEv2 settings of lab tunnel `i`: PSK, AWS-like proposals, 0.0.0.0/0
+/// selectors; the customer gateway initiates and restarts a dead tunnel,
+/// the VGW waits and clears.
+fn ikev2_settings(
+    cgw: bool,
+    i: usize,
+    local: SocketAddr,
+    remote: SocketAddr,
+    timers: IkeTimers,
+    seed: u64,
+) -> TunnelSettings {
+    let (cgw_inside, _) = inside_addresses(i);
+    let inside = Prefix::truncating(IpAddr::V4(cgw_inside), 30);
+    let psk = Secret::new(format!("lab.psk_{seed}_{i}"));
+    let mut config = TunnelConfig::new(local.ip(), remote.ip(), inside, psk);
+    config.ike_proposals = vec!["aes256gcm16-prfsha256-ecp256".into()];
+    config.esp_proposals = vec!["aes256gcm16".into()];
+    let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+    config.ike_lifetime = secs(timers.ike_lifetime);
+    config.child_lifetime = secs(timers.child_lifetime);
+    config.rekey_margin = secs(timers.rekey_margin);
+    config.dpd.interval = secs(timers.dpd_interval);
+    config.dpd.timeout = secs(timers.dpd_timeout);
+    config.dpd.action = if cgw {
+        DpdAction::Restart
+    } else {
+        DpdAction::Clear
+    };
+    config.startup_action = if cgw {
+        StartupAction::Start
+    } else {
+        StartupAction::Add
+    };
+    let any: Prefix = "0.0.0.0/0".parse().expect("lab prefix");
+    TunnelSettings::from_config(&config, vec![any], vec![any]).expect("lab proposals parse")
 }
 
 /// An IPv4/UDP packet from `src` to `dst` with a 4-byte sequence number

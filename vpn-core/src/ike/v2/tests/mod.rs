@@ -4,6 +4,7 @@
 
 #![allow(clippy::field_reassign_with_default)]
 
+mod interop;
 mod util;
 
 use core::time::Duration;
@@ -292,7 +293,8 @@ fn silent_peer_is_unreachable_after_five_retransmits_at_strongswan_times() {
         Box::new(|s: &Sent| if s.from_a { Fate::Drop } else { Fate::Deliver }),
     );
     let t0 = p.now;
-    p.run_for(Duration::from_secs(200));
+    // The last retransmission times out at 165.07 s.
+    p.run_for(Duration::from_secs(170));
     let sends: Vec<f64> = p
         .transcript
         .iter()
@@ -319,6 +321,18 @@ fn silent_peer_is_unreachable_after_five_retransmits_at_strongswan_times() {
         .unwrap()
         .to_string()
         .contains("5 retransmits"));
+    // An initiator that must stay up starts over 10 s later, for ever.
+    p.run_for(Duration::from_secs(20));
+    let restart = p
+        .transcript
+        .iter()
+        .filter(|s| s.from_a)
+        .map(|s| s.at.saturating_since(t0).as_secs_f64())
+        .nth(6);
+    assert!(
+        restart.is_some_and(|r| (r - 175.06).abs() < 0.01),
+        "{restart:?}"
+    );
 }
 
 #[test]
