@@ -80,6 +80,8 @@ pub struct GatewayConfig {
     // The table maps onto `vpn_core::config::TunnelConfig` (psk, ike_proposals,
     // esp_proposals, lifetimes, dpd, identities, ...); `[outside]` supplies its
     // outside addresses. See `GatewayConfig::keying` for the conversion.
+    /// `ike_version = 1` in it selects IKEv1; `[ike]` is accepted as an alias.
+    #[serde(alias = "ike")]
     pub ikev2: Option<toml::Table>,
 }
 
@@ -201,7 +203,7 @@ impl GatewayConfig {
     fn keying(&self) -> Result<Keying, String> {
         match (&self.manual, &self.ikev2) {
             (Some(manual), None) => Ok(Keying::Manual(manual.keying()?)),
-            (None, Some(table)) => Ok(Keying::Ikev2(Box::new(self.ikev2_settings(table)?))),
+            (None, Some(table)) => self.ike_keying(table),
             (Some(_), Some(_)) => Err("configure one of [manual] and [ikev2], not both".into()),
             (None, None) => Err("missing keying: add a [manual] (or [ikev2]) section".into()),
         }
@@ -234,6 +236,15 @@ impl GatewayConfig {
         // Errors name the key, never a value (the table holds the PSK).
         t.try_into()
             .map_err(|e: toml::de::Error| format!("[ikev2]: {}", e.message()))
+    }
+
+    /// IKEv2, or IKEv1 with `ike_version = 1`.
+    fn ike_keying(&self, table: &toml::Table) -> Result<Keying, String> {
+        if table.get("ike_version").and_then(toml::Value::as_integer) == Some(1) {
+            let config = self.ikev2_config(table)?;
+            return Keying::from_config(&config).map_err(|e| format!("[ikev2] (IKEv1): {e}"));
+        }
+        Ok(Keying::Ikev2(Box::new(self.ikev2_settings(table)?)))
     }
 
     fn ikev2_settings(&self, table: &toml::Table) -> Result<Ikev2Settings, String> {

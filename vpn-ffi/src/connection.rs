@@ -228,6 +228,7 @@ fn ts(now_ns: u64) -> Timestamp {
 fn tunnel_err(e: TunnelError) -> vpn_result {
     match e {
         TunnelError::NotConnected => VPN_ERR_NOT_CONNECTED,
+        TunnelError::InvalidSettings => VPN_ERR_INVALID_CONFIG,
         TunnelError::Esp(e) => e.into(),
     }
 }

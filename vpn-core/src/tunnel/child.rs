@@ -9,6 +9,7 @@ use crate::entropy::Entropy;
 use crate::esp::{
     EspError, EspEvent, EspKeys, EspSa, EspSaConfig, Framing, InnerProtocol, Lifetimes, Limits,
 };
+use crate::ike::v1::NegotiatedChildSa;
 use crate::ike::v2::ts::{self, Selector};
 use crate::ike::v2::ChildParams;
 use crate::time::Timestamp;
@@ -106,6 +107,24 @@ impl ChildSa {
             inbound: EspSa::new(&config(params.inbound_spi), in_keys, now, entropy)?,
             local_traffic: params.local_ts.clone(),
             remote_traffic: params.remote_ts.clone(),
+        })
+    }
+
+    /// The two ESP SAs of a child SA negotiated by IKEv1 Quick Mode: hard
+    /// time lifetime as negotiated (the session rekeys before it), selectors
+    /// from the proxy IDs.
+    pub(crate) fn from_v1(
+        child: &NegotiatedChildSa,
+        replay_window: u32,
+        now: Timestamp,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Self, EspError> {
+        let (inbound, outbound) = child.build_esp_sas(now, replay_window, entropy)?;
+        Ok(ChildSa {
+            outbound,
+            inbound,
+            local_traffic: ts::from_prefixes(&[child.local_proxy]),
+            remote_traffic: ts::from_prefixes(&[child.remote_proxy]),
         })
     }
 

@@ -27,10 +27,31 @@
 //!   local address on port 500, or 4500 with the marker once NAT-T is in
 //!   use) and keepalives; `Transmit::remote` is where the peer was last seen.
 //! - ESP always travels in UDP 4500 ([`send_inner`](Tunnel::send_inner)).
-//! - Randomness: [`Tunnel::with_entropy`] hands in a source for the tunnel's
-//!   life; with [`Tunnel::new`], [`connect`](Tunnel::connect) seeds a
-//!   ChaCha20 generator from the entropy passed to it. `handle_timeout`
-//!   keeps its signature.
+//!
+//! With [`Keying::Ikev1`] the tunnel runs an [`Ikev1Session`] the same way
+//! (same events, same [`DownReason`]s), with these differences:
+//! - [`connect`](Tunnel::connect) initiates Main Mode when the settings'
+//!   `startup_action` is `Start`; the session answers the peer's Main Mode
+//!   at any time once connected (also after the tunnel went down).
+//! - NAT-T is always forced (ESP only travels in UDP 4500 here); when the
+//!   tunnel has one local and one remote traffic prefix they are the Quick
+//!   Mode proxy IDs.
+//! - A rekeyed child SA carries our traffic once the peer sends on it, once
+//!   the old one is deleted, or [`IKEV1_REKEY_GRACE`] after it was
+//!   installed, whichever comes first (nothing acknowledges Quick Mode
+//!   message 3); a deleted old inbound SA accepts packets for
+//!   [`IKEV1_REKEY_GRACE`] more.
+//! - NAT keepalives go out after [`IKEV1_KEEPALIVE_INTERVAL`] without
+//!   anything sent on 4500, while a UDP-encapsulated child SA is installed.
+//! - The tunnel goes down when the session has neither an ISAKMP SA nor a
+//!   child SA left (peer DELETEs: `PeerDeleted`), on a DPD timeout with
+//!   action `clear`/`restart`, or when the negotiation bringing it up fails;
+//!   a failed rekey while up is a `NegotiationFailed` event.
+//!
+//! Randomness, with either IKE version: [`Tunnel::with_entropy`] hands in a
+//! source for the tunnel's life; with [`Tunnel::new`],
+//! [`connect`](Tunnel::connect) seeds a ChaCha20 generator from the entropy
+//! passed to it. `handle_timeout` keeps its signature.
 
 mod child;
 
@@ -39,11 +60,15 @@ use core::ops::Range;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use crate::config::{Prefix, TunnelConfig};
+use crate::config::{DpdAction, Prefix, StartupAction, TunnelConfig};
 use crate::entropy::{Entropy, SeededEntropy};
 use crate::esp::nat_t::{self, NatTDatagram, NON_ESP_MARKER_LEN};
 use crate::esp::{EncryptionAlgorithm, EspError, EspEvent, EspKeys, IntegrityAlgorithm, Limits};
 use crate::ike::proposal::ProposalError;
+use crate::ike::v1::wire::NotifyType;
+use crate::ike::v1::{
+    DeleteReason, DeletedSa, Ikev1Error, Ikev1Event, Ikev1Session, Ikev1Settings, NegotiatedChildSa,
+};
 use crate::ike::v2::{ts, IkeState, Ikev2Session, Ikev2Settings, Outgoing, SessionEvent};
 use crate::time::Timestamp;
 
@@ -51,6 +76,17 @@ pub use child::{ChildSa, ChildSaMetrics};
 
 /// UDP port of IKE and of ESP-in-UDP (RFC 3948).
 pub const NAT_T_PORT: u16 = 4500;
+
+/// IKEv1 tunnels: NAT keepalive interval while ESP is UDP-encapsulated
+/// (strongSwan's and AWS's 20 s).
+pub const IKEV1_KEEPALIVE_INTERVAL: core::time::Duration = core::time::Duration::from_secs(20);
+
+/// IKEv1 tunnels: how long a replaced inbound SA still accepts packets after
+/// it was deleted (by the peer's DELETE, or ours
+/// [`REKEY_DELETE_DELAY`](crate::ike::v1::REKEY_DELETE_DELAY) after a rekey),
+/// and how long a rekeyed SA waits at most for the peer's first packet
+/// before it carries our traffic.
+pub const IKEV1_REKEY_GRACE: core::time::Duration = core::time::Duration::from_secs(5);
 
 /// How a tunnel gets its keys.
 #[derive(Debug)]
@@ -60,6 +96,8 @@ pub enum Keying {
     Manual(ManualKeying),
     /// IKEv2 (RFC 7296) with a pre-shared key.
     Ikev2(Box<Ikev2Settings>),
+    /// IKEv1 (RFC 2409) Main Mode with a pre-shared key, Quick Mode with PFS.
+    Ikev1(Box<Ikev1Settings>),
 }
 
 /// The two static SAs of a manually keyed tunnel. Key bytes are wiped on drop.
@@ -105,18 +143,39 @@ pub struct TunnelSettings {
     pub replay_window: u32,
 }
 
+/// Why a [`TunnelConfig`] does not make [`TunnelSettings`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Proposal(#[from] ProposalError),
+    #[error(transparent)]
+    Ikev1(#[from] Ikev1Error),
+}
+
+impl Keying {
+    /// IKE keying from a tunnel config: IKEv1 or IKEv2 by its `ike_version`.
+    pub fn from_config(config: &TunnelConfig) -> Result<Keying, SettingsError> {
+        Ok(if config.ike_version == 1 {
+            Keying::Ikev1(Box::new(Ikev1Settings::from_tunnel_config(config)?))
+        } else {
+            Keying::Ikev2(Box::new(Ikev2Settings::from_config(config)?))
+        })
+    }
+}
+
 impl TunnelSettings {
-    /// An IKEv2 tunnel from its config: outside addresses on port 500,
-    /// `local_traffic` / `remote_traffic` as given (AWS: 0.0.0.0/0 both).
+    /// An IKE tunnel from its config (IKEv1 or IKEv2 by `ike_version`):
+    /// outside addresses on port 500, `local_traffic` / `remote_traffic` as
+    /// given (AWS: 0.0.0.0/0 both).
     pub fn from_config(
         config: &TunnelConfig,
         local_traffic: Vec<Prefix>,
         remote_traffic: Vec<Prefix>,
-    ) -> Result<TunnelSettings, ProposalError> {
+    ) -> Result<TunnelSettings, SettingsError> {
         Ok(TunnelSettings {
             local: SocketAddr::new(config.local_outside_address, 500),
             remote: SocketAddr::new(config.remote_outside_address, 500),
-            keying: Keying::Ikev2(Box::new(Ikev2Settings::from_config(config)?)),
+            keying: Keying::from_config(config)?,
             local_traffic,
             remote_traffic,
             replay_window: config.replay_window,
@@ -299,6 +358,8 @@ pub enum DropReason {
 pub enum TunnelError {
     #[error("tunnel is not up")]
     NotConnected,
+    #[error("invalid IKE settings")]
+    InvalidSettings,
     #[error(transparent)]
     Esp(#[from] EspError),
 }
@@ -353,6 +414,11 @@ struct Installed {
     activate_on_inbound: bool,
     /// Replaced: accepts inbound packets until then.
     retire_at: Option<Timestamp>,
+    /// IKEv1: negotiated as UDP-encapsulated (NAT keepalives due).
+    udp_encapsulated: bool,
+    /// IKEv1: becomes active at this time at the latest (a Quick Mode has
+    /// no acknowledgement of its last message).
+    activate_at: Option<Timestamp>,
 }
 
 /// One tunnel to one peer.
@@ -361,6 +427,10 @@ pub struct Tunnel {
     state: TunnelState,
     children: Vec<Installed>,
     ike: Option<Ikev2Session>,
+    /// The IKEv1 session ([`Keying::Ikev1`]).
+    v1: Option<Ikev1Session>,
+    /// Cookies of the current ISAKMP SA, as (initiator, responder) SPIs.
+    v1_phase1: Option<(u64, u64)>,
     entropy: Option<Box<dyn Entropy + Send>>,
     events: VecDeque<TunnelEvent>,
     metrics: TunnelMetrics,
@@ -393,6 +463,8 @@ impl Tunnel {
             state: TunnelState::Down,
             children: Vec::new(),
             ike: None,
+            v1: None,
+            v1_phase1: None,
             entropy: None,
             events: VecDeque::new(),
             metrics: TunnelMetrics::default(),
@@ -439,9 +511,14 @@ impl Tunnel {
         self.children.iter().map(|c| &c.sa)
     }
 
-    /// The IKE session, for IKE-keyed tunnels.
+    /// The IKE session, for IKEv2-keyed tunnels.
     pub fn ike(&self) -> Option<&Ikev2Session> {
         self.ike.as_ref()
+    }
+
+    /// The IKE session, for IKEv1-keyed tunnels (once connected).
+    pub fn ikev1(&self) -> Option<&Ikev1Session> {
+        self.v1.as_ref()
     }
 
     fn outbound_child(&self) -> Option<&Installed> {
@@ -491,6 +568,8 @@ impl Tunnel {
                     active: true,
                     activate_on_inbound: false,
                     retire_at: None,
+                    udp_encapsulated: false,
+                    activate_at: None,
                 });
                 self.set_state(now, TunnelState::Up);
             }
@@ -519,6 +598,43 @@ impl Tunnel {
                 self.set_state(now, TunnelState::Connecting);
                 self.drain_session(now);
             }
+            Keying::Ikev1(v1) => {
+                let rng = self.entropy.get_or_insert_with(|| {
+                    let mut seed = [0u8; 32];
+                    entropy.fill(&mut seed);
+                    Box::new(SeededEntropy::from_seed(seed))
+                });
+                if self.v1.is_none() {
+                    let mut settings = (**v1).clone();
+                    // The tunnel carries ESP in UDP 4500 only.
+                    settings.force_nat_t = true;
+                    // The tunnel's selectors are the proxy IDs when there is
+                    // one prefix each way (otherwise the settings' own).
+                    if let ([l], [r]) = (
+                        &self.settings.local_traffic[..],
+                        &self.settings.remote_traffic[..],
+                    ) {
+                        settings.local_proxy = *l;
+                        settings.remote_proxy = *r;
+                    }
+                    settings.replay_window = self.settings.replay_window;
+                    let mut seed = [0u8; 32];
+                    rng.fill(&mut seed);
+                    let session =
+                        Ikev1Session::new(settings, now, Box::new(SeededEntropy::from_seed(seed)))
+                            .map_err(|_| TunnelError::InvalidSettings)?;
+                    self.v1 = Some(session);
+                }
+                let start = v1.startup_action == StartupAction::Start;
+                if let Some(session) = self.v1.as_mut() {
+                    if start {
+                        // Fails only when already established: nothing to do.
+                        let _ = session.connect(now);
+                    }
+                }
+                self.set_state(now, TunnelState::Connecting);
+                self.drain_v1(now);
+            }
         }
         Ok(())
     }
@@ -532,6 +648,11 @@ impl Tunnel {
             session.close(rng);
             // The session reports its children gone; the tunnel reports Closed.
             while session.poll_event().is_some() {}
+        }
+        if let Some(session) = self.v1.as_mut() {
+            session.close(now);
+            while session.poll_event().is_some() {}
+            self.v1_phase1 = None;
         }
         self.children.clear();
         self.set_state(now, TunnelState::Down);
@@ -549,6 +670,13 @@ impl Tunnel {
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
             session.rekey_child(now, spi, rng);
         }
+        if let Some(session) = self.v1.as_mut() {
+            if let Err(e) = session.rekey_child(now) {
+                self.events.push_back(TunnelEvent::NegotiationFailed {
+                    reason: v1_reason(&e),
+                });
+            }
+        }
         self.drain_session(now);
     }
 
@@ -560,6 +688,9 @@ impl Tunnel {
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
             session.delete_child(now, spi, rng);
         }
+        if let Some(session) = self.v1.as_mut() {
+            let _ = session.delete_child(now, spi);
+        }
         self.drain_session(now);
     }
 
@@ -567,6 +698,13 @@ impl Tunnel {
     pub fn rekey_ike(&mut self, now: Timestamp) {
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
             session.rekey_ike(now, rng);
+        }
+        if let Some(session) = self.v1.as_mut() {
+            if let Err(e) = session.rekey_phase1(now) {
+                self.events.push_back(TunnelEvent::NegotiationFailed {
+                    reason: v1_reason(&e),
+                });
+            }
         }
         self.drain_session(now);
     }
@@ -626,6 +764,18 @@ impl Tunnel {
             (Some(0), 0)
         };
         if let Some(offset) = ike_at {
+            if let Some(session) = self.v1.as_mut() {
+                // The session takes the marker along and strips it itself.
+                let result = session.handle_datagram(now, local, remote, buf);
+                self.drain_v1(now);
+                return match result {
+                    Ok(()) => Received::Control,
+                    Err(_) => {
+                        self.metrics.ike_dropped += 1;
+                        Received::Dropped(DropReason::Garbage)
+                    }
+                };
+            }
             return self.handle_ike(now, local, remote, &buf[offset..]);
         }
         let spi = buf
@@ -656,6 +806,9 @@ impl Tunnel {
         if !matches!(received, Received::Dropped(_)) {
             if let Some(session) = self.ike.as_mut() {
                 session.note_inbound(now);
+            }
+            if let Some(session) = self.v1.as_mut() {
+                session.note_inbound_traffic(now);
             }
             if self.children[pos].activate_on_inbound {
                 self.activate(pos);
@@ -693,7 +846,20 @@ impl Tunnel {
         let next = self
             .oversized
             .take()
-            .or_else(|| self.ike.as_mut().and_then(Ikev2Session::poll_transmit));
+            .or_else(|| self.ike.as_mut().and_then(Ikev2Session::poll_transmit))
+            .or_else(|| {
+                let (local, remote, mut bytes) = self.v1.as_mut()?.poll_transmit()?;
+                let nat_t = local.port() != 500;
+                if nat_t {
+                    // Queued without the marker, like IKEv2's messages.
+                    bytes.drain(..NON_ESP_MARKER_LEN.min(bytes.len()));
+                }
+                Some(Outgoing {
+                    bytes,
+                    nat_t,
+                    to: Some(remote),
+                })
+            });
         if let Some(out) = next {
             let marker = if out.nat_t { NON_ESP_MARKER_LEN } else { 0 };
             let len = marker + out.bytes.len();
@@ -741,15 +907,25 @@ impl Tunnel {
     }
 
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let children = self
-            .children
-            .iter()
-            .flat_map(|c| [c.sa.poll_timeout(), c.retire_at].into_iter().flatten());
+        let children = self.children.iter().flat_map(|c| {
+            [c.sa.poll_timeout(), c.retire_at, c.activate_at]
+                .into_iter()
+                .flatten()
+        });
         let ike = self.ike.as_ref().and_then(Ikev2Session::poll_timeout);
-        children.chain(ike).chain(self.keepalive_due()).min()
+        let v1 = self.v1.as_ref().and_then(Ikev1Session::poll_timeout);
+        children
+            .chain(ike)
+            .chain(v1)
+            .chain(self.keepalive_due())
+            .min()
     }
 
     fn keepalive_due(&self) -> Option<Timestamp> {
+        if self.v1.is_some() {
+            let udp = self.children.iter().any(|c| c.udp_encapsulated);
+            return udp.then(|| self.last_nat_t_out + IKEV1_KEEPALIVE_INTERVAL);
+        }
         let session = self.ike.as_ref()?;
         (session.behind_nat() && !self.children.is_empty())
             .then(|| self.last_nat_t_out + session.settings().keepalive_interval)
@@ -764,8 +940,18 @@ impl Tunnel {
         self.drain_esp_events(now);
         self.children
             .retain(|c| c.retire_at.is_none_or(|t| now < t));
+        if let Some(pos) = self
+            .children
+            .iter()
+            .rposition(|c| c.activate_at.is_some_and(|t| t <= now))
+        {
+            self.activate(pos);
+        }
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
             session.handle_timeout(now, rng);
+        }
+        if let Some(session) = self.v1.as_mut() {
+            session.handle_timeout(now);
         }
         self.drain_session(now);
         if self.keepalive_due().is_some_and(|t| now >= t) {
@@ -776,6 +962,10 @@ impl Tunnel {
             self.children.retain(|c| !c.sa.is_expired());
             if self.children.is_empty() && self.state == TunnelState::Up {
                 self.go_down(now, DownReason::SaExpired);
+            } else if self.outbound_child().is_none() {
+                if let Some(newest) = self.children.iter().rposition(|c| c.retire_at.is_none()) {
+                    self.activate(newest);
+                }
             }
         }
         self.refresh_metrics();
@@ -783,6 +973,11 @@ impl Tunnel {
 
     fn go_down(&mut self, now: Timestamp, reason: DownReason) {
         self.children.clear();
+        if let Some(session) = self.v1.as_mut() {
+            session.close(now);
+            while session.poll_event().is_some() {}
+            self.v1_phase1 = None;
+        }
         if let (Some(session), Some(rng)) = (self.ike.as_mut(), self.entropy.as_deref_mut()) {
             if session.state() != IkeState::Idle {
                 // Still listening: the peer may start over.
@@ -799,12 +994,17 @@ impl Tunnel {
             c.active = i == pos;
             if i == pos {
                 c.activate_on_inbound = false;
+                c.activate_at = None;
             }
         }
     }
 
     /// Turns session events into child SAs and tunnel events.
     fn drain_session(&mut self, now: Timestamp) {
+        if self.v1.is_some() {
+            self.drain_v1(now);
+            return;
+        }
         while let Some(ev) = self.ike.as_mut().and_then(Ikev2Session::poll_event) {
             match ev {
                 SessionEvent::IkeEstablished { spi_i, spi_r } => {
@@ -847,6 +1047,8 @@ impl Tunnel {
                         active: false,
                         activate_on_inbound: !take_over,
                         retire_at: None,
+                        udp_encapsulated: false,
+                        activate_at: None,
                     });
                     if take_over {
                         self.activate(self.children.len() - 1);
@@ -901,6 +1103,165 @@ impl Tunnel {
         self.refresh_metrics();
     }
 
+    /// Turns IKEv1 session events into child SAs and tunnel events.
+    fn drain_v1(&mut self, now: Timestamp) {
+        // Why the tunnel goes down if the session ends up with neither an
+        // ISAKMP SA nor a child SA.
+        let mut down: Option<DownReason> = None;
+        // Down already reported in this drain.
+        let mut reported = false;
+        while let Some(ev) = self.v1.as_mut().and_then(Ikev1Session::poll_event) {
+            match ev {
+                Ikev1Event::PhaseOneUp {
+                    initiator_cookie,
+                    responder_cookie,
+                    ..
+                } => {
+                    let spi_i = u64::from_be_bytes(initiator_cookie);
+                    let spi_r = u64::from_be_bytes(responder_cookie);
+                    match self.v1_phase1.replace((spi_i, spi_r)) {
+                        Some((old_spi_i, old_spi_r)) => {
+                            self.metrics.ike_rekeys += 1;
+                            self.events.push_back(TunnelEvent::IkeSaRekeyed {
+                                old_spi_i,
+                                old_spi_r,
+                                spi_i,
+                                spi_r,
+                            });
+                        }
+                        None => self
+                            .events
+                            .push_back(TunnelEvent::IkeSaEstablished { spi_i, spi_r }),
+                    }
+                }
+                Ikev1Event::ChildSaNegotiated(child) => self.install_v1(now, &child, None),
+                Ikev1Event::ChildSaRekeyed {
+                    old_inbound_spi,
+                    new,
+                    ..
+                } => {
+                    self.metrics.child_rekeys += 1;
+                    self.install_v1(now, &new, Some(old_inbound_spi));
+                }
+                Ikev1Event::Deleted { sa, reason } => {
+                    let why = match reason {
+                        DeleteReason::Peer => DownReason::PeerDeleted,
+                        DeleteReason::Expired => DownReason::SaExpired,
+                        DeleteReason::DeadPeer => DownReason::DpdTimeout,
+                        DeleteReason::Local => DownReason::Closed,
+                    };
+                    match sa {
+                        DeletedSa::Child { inbound_spi, .. } => {
+                            self.child_deleted(now, inbound_spi)
+                        }
+                        DeletedSa::Phase1 {
+                            initiator_cookie,
+                            responder_cookie,
+                        } => {
+                            let spis = (
+                                u64::from_be_bytes(initiator_cookie),
+                                u64::from_be_bytes(responder_cookie),
+                            );
+                            if self.v1_phase1 == Some(spis) {
+                                self.v1_phase1 = None;
+                            }
+                        }
+                    }
+                    down = Some(why);
+                }
+                Ikev1Event::DpdTimeout { action } => {
+                    self.metrics.dpd_timeouts += 1;
+                    if action == DpdAction::None {
+                        self.events.push_back(TunnelEvent::DeadPeerDetected);
+                    } else {
+                        // The session has cleared its SAs (and restarts
+                        // Main Mode with action `restart`).
+                        self.v1_phase1 = None;
+                        self.children.clear();
+                        self.set_state(now, TunnelState::Down);
+                        self.events.push_back(TunnelEvent::Down {
+                            reason: DownReason::DpdTimeout,
+                        });
+                        if action == DpdAction::Restart {
+                            self.set_state(now, TunnelState::Connecting);
+                        }
+                        reported = true;
+                    }
+                }
+                Ikev1Event::Error(e) => {
+                    let reason = v1_reason(&e);
+                    if self.state == TunnelState::Connecting && self.children.is_empty() {
+                        // The negotiation that was to bring the tunnel up failed.
+                        if let Some(session) = self.v1.as_mut() {
+                            session.close(now);
+                            while session.poll_event().is_some() {}
+                        }
+                        self.v1_phase1 = None;
+                        self.set_state(now, TunnelState::Down);
+                        self.events.push_back(TunnelEvent::Down { reason });
+                        reported = true;
+                    } else {
+                        self.events
+                            .push_back(TunnelEvent::NegotiationFailed { reason });
+                    }
+                }
+            }
+        }
+        let live = self.children.iter().any(|c| c.retire_at.is_none());
+        let established = self.v1.as_ref().is_some_and(Ikev1Session::is_established);
+        if let Some(reason) = down.filter(|_| !reported) {
+            if !live && !established && self.state != TunnelState::Down {
+                self.children.clear();
+                self.set_state(now, TunnelState::Down);
+                self.events.push_back(TunnelEvent::Down { reason });
+            }
+        }
+        self.refresh_metrics();
+    }
+
+    /// Installs an IKEv1 child SA; `replaces`: the inbound SPI of the one it rekeys.
+    fn install_v1(&mut self, now: Timestamp, child: &NegotiatedChildSa, replaces: Option<u32>) {
+        let Some(rng) = self.entropy.as_deref_mut() else {
+            return;
+        };
+        let sa = match ChildSa::from_v1(child, self.settings.replay_window, now, rng) {
+            Ok(sa) => sa,
+            Err(_) => {
+                self.go_down(now, DownReason::Internal("ESP SA rejected its keys"));
+                return;
+            }
+        };
+        let first = self.children.iter().all(|c| c.retire_at.is_some());
+        // A rekeyed SA carries our traffic once the peer uses it, once the
+        // old one goes, or after a grace period: the Quick Mode responder
+        // installs only when our last message arrives, and nothing
+        // acknowledges that.
+        let take_over = replaces.is_none() || first;
+        self.children.push(Installed {
+            sa,
+            active: false,
+            activate_on_inbound: !take_over,
+            retire_at: None,
+            udp_encapsulated: child.udp_encapsulated,
+            activate_at: (!take_over).then(|| now + IKEV1_REKEY_GRACE),
+        });
+        if take_over {
+            self.activate(self.children.len() - 1);
+        }
+        self.events.push_back(match replaces {
+            None => TunnelEvent::ChildSaInstalled {
+                inbound_spi: child.inbound_spi,
+                outbound_spi: child.outbound_spi,
+            },
+            Some(old) => TunnelEvent::ChildSaRekeyed {
+                old_inbound_spi: old,
+                inbound_spi: child.inbound_spi,
+                outbound_spi: child.outbound_spi,
+            },
+        });
+        self.set_state(now, TunnelState::Up);
+    }
+
     fn child_deleted(&mut self, now: Timestamp, inbound_spi: u32) {
         let Some(pos) = self
             .children
@@ -917,10 +1278,11 @@ impl Tunnel {
         let was_active = self.children[pos].active;
         if replaced {
             // Keep accepting in-flight packets for a moment.
-            let overlap = self
-                .ike
-                .as_ref()
-                .map_or(core::time::Duration::ZERO, |s| s.settings().rekey_overlap);
+            let overlap = match (&self.ike, &self.v1) {
+                (Some(s), _) => s.settings().rekey_overlap,
+                (None, Some(_)) => IKEV1_REKEY_GRACE,
+                (None, None) => core::time::Duration::ZERO,
+            };
             let c = &mut self.children[pos];
             c.active = false;
             c.activate_on_inbound = false;
@@ -979,6 +1341,11 @@ impl Tunnel {
             m.ike_rekeys = st.ike_rekeys;
             m.child_rekeys = st.child_rekeys;
         }
+        if let Some(s) = &self.v1 {
+            m.ike_sa_up = s.is_established();
+            m.nat_t = s.addresses().0.port() != 500;
+            m.nat_local = m.nat_t;
+        }
     }
 
     fn count_drop(&mut self, reason: DropReason) {
@@ -1009,10 +1376,53 @@ impl Tunnel {
     }
 
     fn nat_t_remote(&self) -> SocketAddr {
-        match &self.ike {
-            Some(s) => s.esp_peer(),
-            None => SocketAddr::new(self.settings.remote.ip(), NAT_T_PORT),
+        match (&self.ike, &self.v1) {
+            (Some(s), _) => s.esp_peer(),
+            (None, Some(s)) => match s.addresses().1 {
+                r if r.port() != 500 => r,
+                r => SocketAddr::new(r.ip(), NAT_T_PORT),
+            },
+            (None, None) => SocketAddr::new(self.settings.remote.ip(), NAT_T_PORT),
         }
+    }
+}
+
+/// What an IKEv1 failure means for the tunnel's operator.
+fn v1_reason(e: &Ikev1Error) -> DownReason {
+    match e {
+        Ikev1Error::PskMismatch { detail } => DownReason::AuthenticationFailed { detail },
+        Ikev1Error::IdentityMismatch { .. } => DownReason::AuthenticationFailed {
+            detail: "the peer's identity is not the configured one",
+        },
+        Ikev1Error::NoProposalChosen { ours, theirs, .. } => DownReason::NoProposalChosen {
+            ours: ours.clone(),
+            theirs: Some(theirs.clone()),
+        },
+        Ikev1Error::PeerNotify { notify, .. } => match *notify {
+            NotifyType::NO_PROPOSAL_CHOSEN => DownReason::NoProposalChosen {
+                ours: String::new(),
+                theirs: None,
+            },
+            NotifyType::AUTHENTICATION_FAILED
+            | NotifyType::INVALID_HASH_INFORMATION
+            | NotifyType::INVALID_ID_INFORMATION => DownReason::AuthenticationFailed {
+                detail: "the peer rejected our Main Mode authentication",
+            },
+            other => DownReason::PeerError {
+                notify: other.to_string(),
+            },
+        },
+        Ikev1Error::Timeout { transmissions, .. } => DownReason::PeerUnreachable {
+            retransmits: transmissions.saturating_sub(1),
+        },
+        Ikev1Error::ProxyIdMismatch { .. } => DownReason::TsUnacceptable,
+        Ikev1Error::BadHash(_) => DownReason::Protocol("IKEv1 HASH verification failed"),
+        Ikev1Error::Wire(_) | Ikev1Error::Unexpected(_) => {
+            DownReason::Protocol("malformed or unexpected IKEv1 message")
+        }
+        Ikev1Error::NotEstablished => DownReason::Internal("no ISAKMP SA"),
+        Ikev1Error::Crypto(_) | Ikev1Error::Esp(_) => DownReason::Internal("IKEv1 key exchange"),
+        Ikev1Error::InvalidSettings(_) => DownReason::Internal("invalid IKEv1 settings"),
     }
 }
 
@@ -1026,3 +1436,5 @@ pub(crate) fn manual_keys(sa: &ManualSa) -> EspKeys<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v1;

@@ -6,7 +6,7 @@ use core::time::Duration;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::wire::{IdPayload, NotifyType, WireError};
-use crate::config::{DpdAction, DpdConfig, Prefix, Secret, TunnelConfig};
+use crate::config::{DpdAction, DpdConfig, Prefix, Secret, StartupAction, TunnelConfig};
 use crate::crypto::{CryptoError, DhGroup, SecretBytes};
 use crate::entropy::Entropy;
 use crate::esp::{
@@ -121,6 +121,11 @@ pub struct Ikev1Settings {
     pub retransmit: RetransmitSettings,
     /// Anti-replay window of the ESP SAs built from negotiated children.
     pub replay_window: u32,
+    /// What a [`Tunnel`](crate::tunnel::Tunnel)'s `connect` does: `Start`
+    /// initiates Main Mode, `Add` only waits for the peer's. The session
+    /// itself ignores it (it initiates on [`connect`](super::Ikev1Session::connect)
+    /// and always answers).
+    pub startup_action: StartupAction,
 }
 
 fn any_v4() -> Prefix {
@@ -150,6 +155,7 @@ impl Ikev1Settings {
             remote_proxy: any_v4(),
             retransmit: RetransmitSettings::default(),
             replay_window: 1024,
+            startup_action: StartupAction::Start,
         }
     }
 
@@ -174,6 +180,7 @@ impl Ikev1Settings {
         s.local_id = t.local_identity.as_deref().map(Identity::parse);
         s.remote_id = t.remote_identity.as_deref().map(Identity::parse);
         s.replay_window = t.replay_window;
+        s.startup_action = t.startup_action;
         s.validate()?;
         Ok(s)
     }
