@@ -230,6 +230,9 @@ fn tunnel_err(e: TunnelError) -> vpn_result {
         TunnelError::NotConnected => VPN_ERR_NOT_CONNECTED,
         TunnelError::InvalidSettings => VPN_ERR_INVALID_CONFIG,
         TunnelError::Esp(e) => e.into(),
+        // InvalidSettings, and any variant the core adds later.
+        #[allow(unreachable_patterns)]
+        _ => VPN_ERR_INVALID_CONFIG,
     }
 }
 
