@@ -32,7 +32,8 @@ static unsigned failed;
 
 #define SEC 1000000000ull
 
-/* Site A: the customer gateway (LAN 10.1.0.0/16); it initiates both tunnels. */
+/* Site A: the customer gateway (LAN 10.1.0.0/16); with AWS's default startup
+ * action "add" it initiates both tunnels. */
 static const char SITE_A[] =
     "name = \"site-a\"\n"
     "role = \"cgw\"\n"
@@ -50,7 +51,7 @@ static const char SITE_A[] =
     "ike_version = 2\n"
     "ike_proposals = [\"aes256gcm16-prfsha256-ecp256\"]\n"
     "esp_proposals = [\"aes256gcm16-ecp256\"]\n"
-    "startup_action = \"start\"\n"
+    "startup_action = \"add\"\n"
     "[[tunnels]]\n"
     "local_outside_address = \"203.0.113.10\"\n"
     "remote_outside_address = \"198.51.100.87\"\n"
@@ -59,7 +60,7 @@ static const char SITE_A[] =
     "ike_version = 2\n"
     "ike_proposals = [\"aes256gcm16-prfsha256-ecp256\"]\n"
     "esp_proposals = [\"aes256gcm16-ecp256\"]\n"
-    "startup_action = \"start\"\n";
+    "startup_action = \"add\"\n";
 
 /* Site B: AWS's end (LAN 10.2.0.0/16); it answers. */
 static const char SITE_B[] =

@@ -11,7 +11,7 @@ use vpn_result::*;
 /// 10.2.0.0/16), IKEv2 over two tunnels, static routing.
 pub(crate) fn site_toml(cgw: bool) -> String {
     let (role, lan_peer, start) = if cgw {
-        ("cgw", "10.2.0.0/16", "start")
+        ("cgw", "10.2.0.0/16", "add")
     } else {
         ("vgw", "10.1.0.0/16", "add")
     };

@@ -14,6 +14,7 @@
 
 mod bgp;
 mod config;
+mod connection;
 
 use core::time::Duration;
 
@@ -774,6 +775,14 @@ fn _vpn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::Config>()?;
     m.add_class::<bgp::BgpSpeaker>()?;
     m.add_class::<bgp::BgpEvent>()?;
+    let cx = connection::connection_exceptions(py)?;
+    m.add("NoRouteError", cx.no_route.bind(py))?;
+    m.add("PacketTooBigError", cx.too_big.bind(py))?;
+    m.add("TunnelNotUpError", cx.not_connected.bind(py))?;
+    m.add_class::<connection::Connection>()?;
+    m.add_class::<connection::Received>()?;
+    m.add_class::<connection::Transmit>()?;
+    m.add_class::<connection::Event>()?;
     m.add_function(wrap_pyfunction!(encryption_algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(integrity_algorithms, m)?)?;
     m.add_function(wrap_pyfunction!(key_length, m)?)?;

@@ -1,6 +1,7 @@
 """Embeddable sans-IO site-to-site VPN stack: the ESP data plane, the
-connection configuration (:class:`Config`) and a BGP speaker
-(:class:`BgpSpeaker`).
+connection configuration (:class:`Config`), a BGP speaker
+(:class:`BgpSpeaker`) and the connection itself (:class:`Connection`),
+driven sans-IO.
 
 >>> import vpn
 >>> sa = vpn.EspSa(0x1000, "aes256gcm16", bytes(36))
@@ -18,6 +19,9 @@ True
 >>> bgp.rib()
 [('10.1.0.0/16', None)]
 
+>>> conn = vpn.Connection.from_config(cfg)  # doctest: +SKIP
+>>> conn.connect(); conn.poll_transmit()  # -> vpn.Transmit(...)  # doctest: +SKIP
+
 Errors derive from :class:`VpnError`; configuration errors are also
 :class:`ValueError`. Key bytes and pre-shared keys never appear in messages
 or reprs.
@@ -30,10 +34,17 @@ from ._vpn import (
     BufferTooSmallError,
     Config,
     ConfigError,
+    Connection,
+    ConnectionEvent,
     EspSa,
     MalformedPacketError,
+    NoRouteError,
+    PacketTooBigError,
+    Received,
     ReplayError,
     SaExpiredError,
+    Transmit,
+    TunnelNotUpError,
     VpnError,
     encryption_algorithms,
     integrity_algorithms,
@@ -47,10 +58,17 @@ __all__ = [
     "BufferTooSmallError",
     "Config",
     "ConfigError",
+    "Connection",
+    "ConnectionEvent",
     "EspSa",
     "MalformedPacketError",
+    "NoRouteError",
+    "PacketTooBigError",
+    "Received",
     "ReplayError",
     "SaExpiredError",
+    "Transmit",
+    "TunnelNotUpError",
     "VpnError",
     "encryption_algorithms",
     "integrity_algorithms",

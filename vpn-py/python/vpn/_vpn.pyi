@@ -336,3 +336,105 @@ class BgpSpeaker:
         """The Loc-RIB as ``(prefix, next_hop)`` in prefix order."""
     def __len__(self) -> int:
         """Routes in the Loc-RIB."""
+
+# ---------------------------------------------------------------------------
+# Connection
+# ---------------------------------------------------------------------------
+
+class NoRouteError(VpnError):
+    """No tunnel that is up routes the inner packet's destination."""
+
+class PacketTooBigError(VpnError):
+    """The inner packet exceeds the tunnel MTU."""
+
+    mtu: int
+
+class TunnelNotUpError(VpnError):
+    """The tunnel is not up."""
+
+class Received:
+    """What :meth:`Connection.handle_datagram` made of a datagram."""
+
+    kind: Literal["inner", "control", "dropped"]
+    tunnel: Optional[int]
+    """The tunnel whose peer sent it (0 or 1), or None."""
+    inner: Optional[bytes]
+    """With ``"inner"``: the decrypted inner IP packet."""
+    reason: Optional[str]
+    """With ``"dropped"``: ``"unknown_peer"``, ``"unknown_spi"``, ``"esp: ..."``,
+    ``"outside_traffic_selectors"``, ``"not_connected"`` or ``"garbage"``."""
+
+class Transmit:
+    """A UDP datagram to send (or, from :meth:`Connection.send_packet`, an ICMP
+    reply to deliver back inside when ``icmp_too_big``)."""
+
+    tunnel: Optional[int]
+    local: Optional[tuple[str, int]]
+    remote: Optional[tuple[str, int]]
+    data: bytes
+    icmp_too_big: bool
+
+class ConnectionEvent:
+    """Something that happened to a :class:`Connection`."""
+
+    kind: Literal[
+        "tunnel_state_changed",
+        "tunnel_down",
+        "ike_sa_established",
+        "child_sa_installed",
+        "tunnel_other",
+        "active_tunnel_changed",
+        "bgp",
+    ]
+    tunnel: Optional[int]
+    """The tunnel concerned (the new active one for ``active_tunnel_changed``)."""
+    from_tunnel: Optional[int]
+    """``active_tunnel_changed``: the previous active tunnel."""
+    state: Optional[Literal["down", "connecting", "up"]]
+    """``tunnel_state_changed``: the new state."""
+    text: str
+    """One line for a log (tunnels numbered from 1)."""
+
+class _TunnelReport(TypedDict):
+    TunnelState: int
+    TunnelDataIn: int
+    TunnelDataOut: int
+    PacketsIn: int
+    PacketsOut: int
+    DropsIn: int
+    AcceptedRoutes: int
+    Active: bool
+
+class Connection:
+    """A site-to-site VPN connection (two IPsec tunnels, routing, failover),
+    sans-IO. ``now_ns`` defaults to ``time.monotonic_ns()`` everywhere."""
+
+    @staticmethod
+    def from_config(config: Config, now_ns: Optional[int] = None) -> Connection:
+        """Validates ``config`` (raising :class:`ConfigError`) and builds the connection."""
+    def connect(self, now_ns: Optional[int] = None) -> None: ...
+    def set_tunnel_admin_up(self, tunnel: int, up: bool, now_ns: Optional[int] = None) -> None: ...
+    def handle_datagram(
+        self,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        data: _BytesLike,
+        now_ns: Optional[int] = None,
+    ) -> Received: ...
+    def send_packet(self, inner: _BytesLike, now_ns: Optional[int] = None) -> Optional[Transmit]:
+        """The sealed datagram, or None when the packet was fragmented before
+        encryption (the fragments come from :meth:`poll_transmit`). Raises
+        :class:`NoRouteError`, :class:`PacketTooBigError`,
+        :class:`MalformedPacketError`, :class:`TunnelNotUpError`."""
+    def poll_transmit(self) -> Optional[Transmit]: ...
+    def poll_events(self) -> list[ConnectionEvent]: ...
+    def poll_timeout(self) -> Optional[int]: ...
+    def handle_timeout(self, now_ns: Optional[int] = None) -> None: ...
+    @property
+    def active_tunnel(self) -> Optional[int]: ...
+    @property
+    def tunnel_count(self) -> int: ...
+    def tunnel_state(self, tunnel: int) -> Literal["down", "connecting", "up"]: ...
+    def tunnel_report(self, tunnel: int) -> _TunnelReport: ...
+    def metrics(self) -> dict[int, _TunnelReport]: ...
+    def metrics_prometheus(self, name: str) -> str: ...
