@@ -145,23 +145,10 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
     assert ready["local"] == cgw_out and ready["remotes"] == [vgw1, vgw2] and ready["routing"] == "static", ready
 
     # AWS's ``startup_action = add`` (the default, and the fixture's) means the
-    # customer gateway initiates; the exported swanctl.conf rightly has strongSwan
-    # wait (start_action = none). vpn-core bug (reported): Ikev2Settings::from_config
-    # copies the AWS-semantics startup_action into the session, where `Add` means
-    # "responder only", so Connection::from_config on a CGW config never initiates.
-    # Until that is fixed, strongSwan initiates both tunnels here (noted in the table).
-    try:
-        gw.tunnel_event(1, "ike_sa_established", 3)
-        initiator = "ours (CGW)"
-    except HarnessError:
-        initiator = "strongSwan (workaround: our CGW did not initiate with startup_action=add)"
-        report.row("CGW initiates with AWS startup_action=add", "BUG",
-                   "no IKE_SA_INIT from Connection::from_config (Ikev2Settings::from_config ignores role); "
-                   "strongSwan initiates instead")
-        for t in (1, 2):
-            out = sw.swanctl("--initiate", "--child", f"{name}-tunnel{t}", "--ike", f"{name}-tunnel{t}",
-                             "--timeout", "10", check=False, timeout=15)
-            assert "completed successfully" in out.stdout, out.stdout[-2000:]
+    # customer gateway initiates; the exported swanctl.conf has strongSwan wait
+    # (start_action = none). Our connection must open both tunnels itself.
+    gw.tunnel_event(1, "ike_sa_established", 10)
+    initiator = "ours (CGW)"
 
     # Both tunnels: IKE SA, child SA, state Up on our side; two IKE SAs in swanctl --list-sas.
     for t in (1, 2):

@@ -2,7 +2,7 @@
 
 use core::fmt::Write as _;
 
-use super::{ConnectionConfig, DpdAction, Role, Routing, StartupAction, TunnelConfig};
+use super::{ConnectionConfig, DpdAction, Role, Routing, TunnelConfig};
 
 /// Quotes a value for swanctl.conf / BIRD (`"` and `\` escaped).
 fn quote(s: &str) -> String {
@@ -40,12 +40,7 @@ fn rekey_times(lifetime: u32, margin: u32, fuzz_percent: u8) -> (u32, u32, u32) 
 impl ConnectionConfig {
     /// Whether the other end initiates (strongSwan `start_action = start`).
     fn peer_initiates(t: &TunnelConfig, role: Role) -> bool {
-        match (role, t.startup_action) {
-            (Role::Cgw, StartupAction::Add) => false,
-            (Role::Cgw, StartupAction::Start) => true,
-            (Role::Vgw, StartupAction::Add) => true,
-            (Role::Vgw, StartupAction::Start) => false,
-        }
+        t.initiates(role.peer())
     }
 
     /// A strongSwan `swanctl.conf` for the *other* end of both tunnels (AWS's side

@@ -225,6 +225,16 @@ impl TunnelConfig {
         }
     }
 
+    /// Whether the end playing `role` opens the IKE negotiation. The startup
+    /// action speaks from AWS's side: `add` (AWS waits, the customer gateway
+    /// initiates) or `start` (AWS initiates).
+    pub fn initiates(&self, role: Role) -> bool {
+        match (role, self.startup_action) {
+            (Role::Cgw, StartupAction::Add) | (Role::Vgw, StartupAction::Start) => true,
+            (Role::Cgw, StartupAction::Start) | (Role::Vgw, StartupAction::Add) => false,
+        }
+    }
+
     /// The customer gateway's inside address: `.2` of the inside /30.
     pub fn cgw_inside_address(&self) -> Option<Ipv4Addr> {
         self.inside_cidr.v4_host(2)

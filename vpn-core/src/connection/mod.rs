@@ -195,6 +195,7 @@ pub struct ConnectionMetrics {
     pub drops_not_ip: u64,
     pub mss_clamped: u64,
     pub df_cleared: u64,
+    /// Times traffic moved from one tunnel to another.
     pub failovers: u64,
 }
 
@@ -267,7 +268,8 @@ impl Connection {
     }
 
     /// The connection a configuration describes: its two tunnels keyed by
-    /// IKE with 0.0.0.0/0 traffic selectors (as AWS negotiates them), its
+    /// IKE with 0.0.0.0/0 traffic selectors (as AWS negotiates them), opened
+    /// by the end AWS's startup action names (the customer gateway for `add`), its
     /// routing, failover and packet policy. The configuration is validated
     /// first. Every random choice of the connection derives from `entropy`.
     pub fn from_config(
@@ -290,8 +292,15 @@ impl Connection {
                 tunnel: index,
                 message: e.to_string(),
             };
+            // The tunnel reads the startup action from this end's view.
+            let mut ours = tunnel.clone();
+            ours.startup_action = if tunnel.initiates(config.role) {
+                crate::config::StartupAction::Start
+            } else {
+                crate::config::StartupAction::Add
+            };
             let settings = crate::tunnel::TunnelSettings::from_config(
-                tunnel,
+                &ours,
                 vec![any(false)],
                 vec![any(false)],
             )
@@ -693,7 +702,9 @@ impl Connection {
         if self.active == to {
             return;
         }
-        if self.active.is_some() {
+        // A failover moves traffic to another tunnel; losing every tunnel
+        // (or shutting down) is not one.
+        if self.active.is_some() && to.is_some() {
             self.metrics.failovers += 1;
         }
         self.events.push_back(ConnectionEvent::ActiveTunnelChanged {

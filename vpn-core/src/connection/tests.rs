@@ -304,8 +304,23 @@ fn a_connection_from_the_aws_fixture_and_a_refusal_naming_the_field() {
         t.ike_version = 2;
     }
     let mut rng = SeededEntropy::new(1);
-    let c = Connection::from_config(&config, T0, &mut rng).unwrap();
+    let mut c = Connection::from_config(&config, T0, &mut rng).unwrap();
     assert_eq!(c.tunnel_count(), 2);
+    // AWS's default startup action `add`: the customer gateway initiates.
+    c.connect(T0, &mut rng).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(c.poll_transmit(&mut buf).is_some(), "IKE_SA_INIT goes out");
+    let mut vgw_config = config.clone();
+    vgw_config.role = crate::config::Role::Vgw;
+    for t in &mut vgw_config.tunnels {
+        std::mem::swap(&mut t.local_outside_address, &mut t.remote_outside_address);
+    }
+    let mut vgw = Connection::from_config(&vgw_config, T0, &mut rng).unwrap();
+    vgw.connect(T0, &mut rng).unwrap();
+    assert!(
+        vgw.poll_transmit(&mut buf).is_none(),
+        "AWS waits for the customer gateway"
+    );
     assert!(c.bgp_speaker().is_some());
     assert_eq!(
         c.tunnel(1).unwrap().settings().remote.ip(),
