@@ -24,8 +24,7 @@ addresses on strongSwan's end.
 Changes to the imported configuration, applied identically to both sides
 (our program's overrides; the same fields edited in the dict before export):
 
-* ``ike_version = 2`` on both tunnels: the fixture says IKEv1 (``mode main``),
-  which ``Tunnel`` does not key yet (being integrated elsewhere);
+* run twice: with the fixture's IKEv1 (``mode main``) and with IKEv2;
 * routing static (``10.2.0.0/24``) instead of the fixture's BGP: with BGP a
   tunnel only carries traffic once its BGP session is Established (AWS's
   tunnel status), and this test runs no BGP peer;
@@ -56,7 +55,6 @@ CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
 CGW_NET, VGW_NET = "10.1.0.0/24", "10.2.0.0/24"
 DPD_INTERVAL, DPD_TIMEOUT = 2, 30
 OVERRIDES: dict[str, Any] = {
-    "ike_version": 2,
     "dpd_interval": DPD_INTERVAL,
     "dpd_timeout": DPD_TIMEOUT,
     "static_routes": [VGW_NET],
@@ -97,7 +95,7 @@ def binary() -> Path:
     return path
 
 
-def aws_side_swanctl() -> tuple[str, list[tuple[str, str]], str]:
+def aws_side_swanctl(ike_version: int) -> tuple[str, list[tuple[str, str]], str]:
     """The fixture imported by the Python binding, the overrides applied to its
     dict, re-read (and validated) and exported as strongSwan's swanctl.conf.
     Returns (swanctl.conf, [(cgw, vgw) outside addresses per tunnel], name)."""
@@ -105,7 +103,7 @@ def aws_side_swanctl() -> tuple[str, list[tuple[str, str]], str]:
     d = json.loads(imported.to_json())
     assert d["routing"]["type"] == "bgp" and all(t["ike_version"] == 1 for t in d["tunnels"]), d
     for t in d["tunnels"]:
-        t["ike_version"] = OVERRIDES["ike_version"]
+        t["ike_version"] = ike_version
         t["dpd"]["interval"] = DPD_INTERVAL
         t["dpd"]["timeout"] = DPD_TIMEOUT
     d["routing"] = {"type": "static", "prefixes": [VGW_NET]}
@@ -114,12 +112,13 @@ def aws_side_swanctl() -> tuple[str, list[tuple[str, str]], str]:
     return edited.to_swanctl(), [tuple(p) for p in edited.outside_addresses], edited.name
 
 
-def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, report) -> None:
-    swanctl, outside, name = aws_side_swanctl()
+@pytest.mark.parametrize("ike_version", [1, 2], ids=["ikev1-as-aws-says", "ikev2"])
+def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, report, ike_version: int) -> None:
+    swanctl, outside, name = aws_side_swanctl(ike_version)
     (cgw_out, vgw1), (cgw_out2, vgw2) = outside
     assert cgw_out == cgw_out2 == "203.0.113.10" and {vgw1, vgw2} == {"198.51.100.21", "198.51.100.87"}, outside
-    assert f"{name}-tunnel1" in swanctl and f"local_addrs = {vgw1}" in swanctl and "version = 2" in swanctl
-    report.row("import fixture XML (Python) -> IKEv2/static/DPD 2s+30s -> to_swanctl()", "PASS",
+    assert f"{name}-tunnel1" in swanctl and f"local_addrs = {vgw1}" in swanctl and f"version = {ike_version}" in swanctl
+    report.row(f"IKEv{ike_version}: import fixture XML (Python) -> static/DPD 2s+30s -> to_swanctl()", "PASS",
                f"{name}: tunnels {cgw_out}<->{vgw1}, {cgw_out}<->{vgw2}; {len(swanctl.splitlines())} lines")
 
     # Namespaces: the CGW address on our veth end, both VGW addresses on strongSwan's.
@@ -137,7 +136,7 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
 
     # Ours: the fixture XML itself plus the same overrides.
     conf = net.workdir / "cgw.toml"
-    conf.write_text(toml_dumps({"connection": str(FIXTURE), **OVERRIDES,
+    conf.write_text(toml_dumps({"connection": str(FIXTURE), **OVERRIDES, "ike_version": ike_version,
                                 "tun": {"name": "vpn0", "address": f"{CGW_IN}/32", "routes": [VGW_NET]}}))
     t0 = time.monotonic()
     gw = ConnectionGateway(net, cgw_ns, conf, binary=binary, label="cgw").start()
@@ -167,7 +166,7 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
     sas = wait_until(sw_established, 10, what="two IKE SAs with installed children in strongSwan")
     peers = sorted(f"{v.get('local-host')}<->{v.get('remote-host')}" for v in sas.values())
     algs = {f"{v.get('encr-alg')}/{v.get('integ-alg')}/{v.get('dh-group')}" for v in sas.values()}
-    report.row("both tunnels up (ours: IKE SA + child + Up each; swanctl: 2 IKE SAs)", "PASS",
+    report.row(f"IKEv{ike_version}: both tunnels up (ours: IKE SA + child + Up each; swanctl: 2 IKE SAs)", "PASS",
                f"both Up {t_up:.2f}s after start, initiator {initiator}; active tunnel 1; "
                f"strongSwan {', '.join(peers)}; {', '.join(algs)}")
 
@@ -177,7 +176,7 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
     assert (sent, got) == (3, 3), (sent, got, status)
     t1 = status["tunnels"][0]
     assert t1["packets_out"] >= 3, status
-    report.row("ping 10.1.0.1 -> 10.2.0.1 through the active tunnel", "PASS",
+    report.row(f"IKEv{ike_version}: ping 10.1.0.1 -> 10.2.0.1 through the active tunnel", "PASS",
                f"3/3; tunnel 1 packets out {t1['packets_out']} in {t1['packets_in']}, "
                f"tunnel 2 out {status['tunnels'][1]['packets_out']}")
 
@@ -199,14 +198,14 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
     status = gw.status()
     assert status["active_tunnel"] == 2 and status["tunnels"][1]["state"] == "up", status
     assert status["tunnels"][0]["state"] != "up", status
-    report.row("cut tunnel 1 (nft drop 198.51.100.21) -> active tunnel 2", "PASS",
+    report.row(f"IKEv{ike_version}: cut tunnel 1 (nft drop 198.51.100.21) -> active tunnel 2", "PASS",
                f"after {took:.1f}s (DPD {DPD_INTERVAL}s/{DPD_TIMEOUT}s, bound {bound}s); "
                f"tunnel 1: {'; '.join(e['text'] for e in down)[:150]}")
 
     sent, got = ping(net, cgw_ns, VGW_IN, count=3, src=CGW_IN)
     status = gw.status()
     assert got == 3, (sent, got, status)
-    report.row("ping after failover (tunnel 2)", "PASS",
+    report.row(f"IKEv{ike_version}: ping after failover (tunnel 2)", "PASS",
                f"{got}/{sent}; tunnel 2 packets out {status['tunnels'][1]['packets_out']}")
 
     # Graceful stop: DELETEs for what is up, then `stopped`.
@@ -214,5 +213,5 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
     assert rc == 0, rc
     stopped = gw.wait_for_event("stopped", 2)
     assert all(t["state"] == "down" for t in stopped["tunnels"]), stopped
-    report.row("SIGTERM -> tunnels closed, stopped, exit 0", "PASS",
+    report.row(f"IKEv{ike_version}: SIGTERM -> tunnels closed, stopped, exit 0", "PASS",
                f"failovers {stopped['failovers']}; strongSwan SAs left: {len(sw.list_sas())}")

@@ -211,6 +211,9 @@ pub struct Connection {
     /// When the preferred tunnel came back; traffic returns to it once it has
     /// stayed up for the failback hysteresis.
     preferred_up_since: Option<Timestamp>,
+    /// Whether the preferred tunnel ever carried traffic: until it has, it
+    /// takes over as soon as it is up (bring-up, not failback).
+    preferred_served: bool,
     events: VecDeque<ConnectionEvent>,
     metrics: ConnectionMetrics,
     bgp: Option<bgp::BgpRouting>,
@@ -259,6 +262,7 @@ impl Connection {
             routes,
             active: None,
             preferred_up_since: None,
+            preferred_served: false,
             events: VecDeque::new(),
             metrics: ConnectionMetrics::default(),
             bgp,
@@ -685,8 +689,9 @@ impl Connection {
         let failback_due = self
             .failback_deadline()
             .is_some_and(|deadline| now >= deadline);
-        let next = if self.active.is_none() && self.healthy(preferred) {
-            // First time up: no hysteresis to wait for.
+        let next = if self.healthy(preferred) && (self.active.is_none() || !self.preferred_served) {
+            // First use of the preferred tunnel (or nothing active): the
+            // hysteresis guards failback after a failure, not bring-up.
             Some(preferred)
         } else if failback_due || (!current_ok && self.healthy(preferred)) {
             Some(preferred)
@@ -699,6 +704,9 @@ impl Connection {
     }
 
     fn switch_active(&mut self, to: Option<TunnelIndex>) {
+        if to.is_some() && to == self.preferred() {
+            self.preferred_served = true;
+        }
         if self.active == to {
             return;
         }

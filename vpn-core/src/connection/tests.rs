@@ -20,6 +20,14 @@ fn sa(spi: u32) -> ManualSa {
 /// Site A (CGW, 10.1.0.0/16) and site B (VGW, 10.2.0.0/16); tunnel i uses
 /// outside addresses 192.0.2.(1+i) and 198.51.100.(1+i).
 fn sites(failover: FailoverPolicy) -> (Connection, Connection) {
+    let (mut a, mut b) = unconnected_sites(failover);
+    let mut rng = SeededEntropy::new(5);
+    a.connect(T0, &mut rng).unwrap();
+    b.connect(T0, &mut rng).unwrap();
+    (a, b)
+}
+
+fn unconnected_sites(failover: FailoverPolicy) -> (Connection, Connection) {
     let site = |a_side: bool| {
         let tunnels = (0..2u32)
             .map(|i| {
@@ -61,11 +69,7 @@ fn sites(failover: FailoverPolicy) -> (Connection, Connection) {
         )
         .unwrap()
     };
-    let mut rng = SeededEntropy::new(5);
-    let (mut a, mut b) = (site(true), site(false));
-    a.connect(T0, &mut rng).unwrap();
-    b.connect(T0, &mut rng).unwrap();
-    (a, b)
+    (site(true), site(false))
 }
 
 const STANDBY: FailoverPolicy = FailoverPolicy::ActiveStandby {
@@ -338,5 +342,22 @@ fn a_connection_from_the_aws_fixture_and_a_refusal_naming_the_field() {
             .iter()
             .any(|e| e.field() == Some("tunnels[0].inside_cidr")),
         "{errors:?}"
+    );
+}
+
+#[test]
+fn the_preferred_tunnel_takes_over_at_once_when_it_comes_up_second() {
+    let (mut a, _) = unconnected_sites(STANDBY);
+    let mut rng = SeededEntropy::new(1);
+    // Bring-up where tunnel 2 is ready first.
+    a.set_tunnel_admin_up(Timestamp::from_secs(1), 1, true, &mut rng)
+        .unwrap();
+    assert_eq!(a.active_tunnel(), Some(1));
+    a.set_tunnel_admin_up(Timestamp::from_secs(2), 0, true, &mut rng)
+        .unwrap();
+    assert_eq!(
+        a.active_tunnel(),
+        Some(0),
+        "no hysteresis before the preferred tunnel ever served"
     );
 }
