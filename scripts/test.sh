@@ -50,7 +50,8 @@ run_suite "cargo test" cargo test --workspace --exclude vpn-py
 run_suite "benchmarks compile" cargo bench --workspace --exclude vpn-py --no-run
 run_suite "BGP full-table ingest (release: 1M prefixes, <= 4 s, <= 120 B/prefix)" \
     cargo test --release -p vpn-core --test bgp_rib_memory -- --ignored --nocapture
-run_suite "ESP example" cargo run --quiet --example esp_demo
+run_suite "examples: two-site simulation, ESP demo" \
+    bash -c 'cargo run --quiet --release --example two_sites >/dev/null && cargo run --quiet --example esp_demo'
 run_suite "C API (gcc -Werror, valgrind)" bash tests/c/run.sh
 run_suite "Python API (pytest)" bash vpn-py/run-tests.sh
 run_suite "interop (strongSwan and BIRD in network namespaces)" tests/interop/run.sh
