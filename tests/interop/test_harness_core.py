@@ -156,4 +156,4 @@ def test_our_programs_report_missing_binaries(net: Netns, tmp_path: Path) -> Non
         with pytest.raises(BinaryMissing, match="awaits the Rust program"):
             prog.start()
     assert OurGateway(net, ns, {}).binary.name == "gateway"
-    assert OurBgpSpeaker(net, ns, {}).binary.name == "interop_bgp"
+    assert OurBgpSpeaker(net, ns, {}).binary.name == "bgp_speaker"
