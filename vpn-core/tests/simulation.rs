@@ -377,12 +377,12 @@ fn child_and_ike_rekeys_under_load_lose_nothing() {
     let got = received(&mut sim, VGW);
     assert_eq!(got.len(), sent.len(), "lost {}", sent.len() - got.len());
     assert!(
-        count(&sim, "cgw  tunnel 1 ChildSaRekeyed") >= 5,
+        count(&sim, "cgw  tunnel 1 child SA rekeyed") >= 5,
         "{:#?}",
         sim.log()
     );
     assert!(
-        count(&sim, "tunnel 1 IkeSaRekeyed") >= 2,
+        count(&sim, "tunnel 1 IKE SA rekeyed") >= 2,
         "{:#?}",
         sim.log()
     );
@@ -402,7 +402,7 @@ fn a_tunnel_whose_peer_stayed_unreachable_comes_back_when_the_path_does() {
     sim.set_link(0, |l| l.up = false);
     // Long enough for DPD, the restart and every retransmission to fail.
     sim.run_until(secs(400));
-    assert!(count(&sim, "PeerUnreachable") >= 1, "{:#?}", sim.log());
+    assert!(count(&sim, "peer unreachable") >= 1, "{:#?}", sim.log());
     assert_ne!(
         sim.site(CGW).tunnel(0).unwrap().state(),
         vpn_core::tunnel::TunnelState::Up

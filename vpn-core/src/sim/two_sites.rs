@@ -253,6 +253,38 @@ pub fn describe(event: &ConnectionEvent) -> String {
                 "tunnel {} child SA installed (SPI in {inbound_spi:08x}, out {outbound_spi:08x})",
                 tunnel + 1
             ),
+            TunnelEvent::IkeSaEstablished { spi_i, spi_r } => {
+                format!("tunnel {} IKE SA established (SPIs {spi_i:016x}/{spi_r:016x})", tunnel + 1)
+            }
+            TunnelEvent::IkeSaRekeyed { spi_i, spi_r, .. } => {
+                format!("tunnel {} IKE SA rekeyed (SPIs {spi_i:016x}/{spi_r:016x})", tunnel + 1)
+            }
+            TunnelEvent::ChildSaRekeyed {
+                old_inbound_spi,
+                inbound_spi,
+                outbound_spi,
+            } => format!(
+                "tunnel {} child SA rekeyed (SPI in {old_inbound_spi:08x} -> {inbound_spi:08x}, out {outbound_spi:08x})",
+                tunnel + 1
+            ),
+            TunnelEvent::ChildSaDeleted { inbound_spi } => {
+                format!("tunnel {} child SA {inbound_spi:08x} deleted", tunnel + 1)
+            }
+            TunnelEvent::NatDetected { local, remote } => format!(
+                "tunnel {} NAT-T: {}",
+                tunnel + 1,
+                if *local || *remote {
+                    // Forced encapsulation reports a NAT on both sides.
+                    format!("ESP in UDP 4500 (local NAT {local}, remote NAT {remote})")
+                } else {
+                    "no NAT, plain ports".to_string()
+                }
+            ),
+            TunnelEvent::Down { reason } => format!("tunnel {} IPsec down: {reason}", tunnel + 1),
+            TunnelEvent::Esp(crate::esp::EspEvent::SoftLifetimeReached { spi, limit }) => format!(
+                "tunnel {} ESP SA {spi:08x} reached its soft {limit:?} lifetime: rekey",
+                tunnel + 1
+            ),
             other => format!("tunnel {} {:?}", tunnel + 1, other),
         },
         ConnectionEvent::ActiveTunnelChanged { from, to } => format!(
