@@ -15,7 +15,7 @@ use super::transforms::{
 };
 use super::types::{
     ChildKeys, DeleteReason, DeletedSa, Identity, Ikev1Error, Ikev1Event, Ikev1Settings,
-    NegotiatedChildSa, IKE_PORT, NAT_T_PORT,
+    NegotiatedChildSa, RetransmitSettings, IKE_PORT, NAT_T_PORT,
 };
 use super::wire::{
     decode_chain, encode_payloads, split_datagram, DeletePayload, ExchangeType, Flags, Header,
@@ -49,6 +49,29 @@ struct Rtx {
     count: u32,
     deadline: Timestamp,
     what: &'static str,
+}
+
+/// What a due retransmission timer asks for.
+enum RtxDue {
+    Resend(Vec<u8>),
+    /// Out of tries: the exchange failed after this many transmissions.
+    GiveUp(&'static str, u32),
+}
+
+impl Rtx {
+    /// Advances the timer if it is due: the bytes to send again, or the
+    /// end of the exchange once every try is spent.
+    fn due(&mut self, now: Timestamp, settings: &RetransmitSettings) -> Option<RtxDue> {
+        if self.deadline > now {
+            return None;
+        }
+        if self.count > settings.tries {
+            return Some(RtxDue::GiveUp(self.what, self.count));
+        }
+        self.deadline = now + settings.timeout(self.count);
+        self.count += 1;
+        Some(RtxDue::Resend(self.bytes.clone()))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -606,26 +629,28 @@ impl Ikev1Session {
         self.dpd_tick(now);
     }
 
-    fn p1_retransmits(&mut self, now: Timestamp) {
-        let tries = self.settings.retransmit.tries;
+    /// Sends what is due again; returns the exchanges out of tries as
+    /// (index, exchange, transmissions), by index.
+    fn resend_or_fail(&mut self, due: Vec<Option<RtxDue>>) -> Vec<(usize, &'static str, u32)> {
         let mut failed = Vec::new();
-        let mut resend = Vec::new();
-        for (i, p) in self.p1.iter_mut().enumerate() {
-            if let Some(r) = &mut p.rtx {
-                if r.deadline <= now {
-                    if r.count > tries {
-                        failed.push((i, r.what, r.count));
-                    } else {
-                        resend.push(r.bytes.clone());
-                        r.deadline = now + self.settings.retransmit.timeout(r.count);
-                        r.count += 1;
-                    }
-                }
+        for (i, d) in due.into_iter().enumerate() {
+            match d {
+                Some(RtxDue::Resend(bytes)) => self.send(bytes),
+                Some(RtxDue::GiveUp(what, count)) => failed.push((i, what, count)),
+                None => {}
             }
         }
-        for b in resend {
-            self.send(b);
-        }
+        failed
+    }
+
+    fn p1_retransmits(&mut self, now: Timestamp) {
+        let settings = self.settings.retransmit;
+        let due: Vec<_> = self
+            .p1
+            .iter_mut()
+            .map(|p| p.rtx.as_mut().and_then(|r| r.due(now, &settings)))
+            .collect();
+        let failed = self.resend_or_fail(due);
         for (i, what, count) in failed.into_iter().rev() {
             let p = self.p1.remove(i);
             if p.is_rekey {
@@ -644,25 +669,13 @@ impl Ikev1Session {
     }
 
     fn qm_retransmits(&mut self, now: Timestamp) {
-        let tries = self.settings.retransmit.tries;
-        let mut failed = Vec::new();
-        let mut resend = Vec::new();
-        for (i, q) in self.qms.iter_mut().enumerate() {
-            if let Some(r) = &mut q.rtx {
-                if r.deadline <= now {
-                    if r.count > tries {
-                        failed.push((i, r.what, r.count));
-                    } else {
-                        resend.push(r.bytes.clone());
-                        r.deadline = now + self.settings.retransmit.timeout(r.count);
-                        r.count += 1;
-                    }
-                }
-            }
-        }
-        for b in resend {
-            self.send(b);
-        }
+        let settings = self.settings.retransmit;
+        let due: Vec<_> = self
+            .qms
+            .iter_mut()
+            .map(|q| q.rtx.as_mut().and_then(|r| r.due(now, &settings)))
+            .collect();
+        let failed = self.resend_or_fail(due);
         for (i, what, count) in failed.into_iter().rev() {
             let q = self.qms.remove(i);
             if let Some(old) = q.rekey_of {
