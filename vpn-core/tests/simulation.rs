@@ -5,7 +5,6 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use vpn_core::config::FailoverPolicy;
-use vpn_core::connection::{BgpEvent, ConnectionEvent};
 use vpn_core::sim::lab::{lab_sites, udp_packet, udp_sequence, IkeTimers, LabKeying, LabRouting};
 use vpn_core::sim::{LinkConditions, TwoSites};
 use vpn_core::time::Timestamp;
@@ -283,10 +282,25 @@ fn routes_learned_are_events() {
         4,
         "two prefixes learned over two tunnels: {seen:#?}"
     );
-    let _ = ConnectionEvent::Bgp(BgpEvent::RouteAdded {
-        tunnel: 0,
-        prefix: "10.0.0.0/8".parse().unwrap(),
-    });
+    // Each side learned the other's LAN, once per tunnel, and its route
+    // table holds exactly what the events announced.
+    for (site, name, prefix) in [(CGW, "cgw", "10.2.0.0/16"), (VGW, "vgw", "10.1.0.0/16")] {
+        for tunnel in 1..=2 {
+            let line = format!("{name}  tunnel {tunnel} route learned {prefix}");
+            assert_eq!(
+                seen.iter().filter(|l| l.ends_with(&line)).count(),
+                1,
+                "{seen:#?}"
+            );
+        }
+        let table: Vec<String> = sim
+            .site(site)
+            .routes()
+            .iter()
+            .map(|r| r.prefix.to_string())
+            .collect();
+        assert_eq!(table, vec![prefix, prefix]);
+    }
 }
 
 /// Fast IKE timers so that hours of rekeys fit in a test.
