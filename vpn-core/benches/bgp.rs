@@ -32,10 +32,8 @@
 //! Run with `cargo bench -p vpn-core --bench bgp` (about a minute). After
 //! criterion's report it prints a table of the results.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bgpkit_parser::models::{AsnLength, BgpMessage};
@@ -52,45 +50,13 @@ use vpn_core::bgp::wire::{
 use vpn_core::entropy::SeededEntropy;
 use vpn_core::time::Timestamp;
 
-// ---- heap accounting (same method as tests/bgp_rib_memory.rs) ----
+// ---- heap accounting (shared with tests/bgp_rib_memory.rs) ----
 
-struct Counting;
-
-/// Live heap bytes of the whole process.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
+#[path = "../tests/support/live_heap.rs"]
+mod live_heap;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: live_heap::Counting = live_heap::Counting;
 
 // ---- the synthetic table ----
 
@@ -314,11 +280,11 @@ struct IngestResult {
 
 fn ingest_full(table: &Table) -> IngestResult {
     let (mut speaker, peer) = established_speaker();
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_heap::live_bytes();
     let start = Instant::now();
     let events = ingest(&mut speaker, peer, &table.stream);
     let seconds = start.elapsed().as_secs_f64();
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = live_heap::live_bytes();
     assert_eq!(speaker.session(peer).unwrap().state(), State::Established);
     assert_eq!(speaker.loc_rib_len(), table.prefixes);
     assert_eq!(events, table.prefixes, "one BestAdded per prefix");

@@ -6,9 +6,7 @@
 //! Run in release: `cargo test --release -p vpn-core --test bgp_rib_memory --
 //! --ignored --nocapture`. Targets: at most 4 s and 120 bytes per prefix.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use vpn_core::bgp::policy::Policy;
@@ -22,39 +20,11 @@ use vpn_core::bgp::wire::{
 use vpn_core::entropy::SeededEntropy;
 use vpn_core::time::Timestamp;
 
-struct Counting;
-
-/// Live heap bytes of the whole process.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
+#[path = "support/live_heap.rs"]
+mod live_heap;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: live_heap::Counting = live_heap::Counting;
 
 const LOCAL_ASN: u32 = 65000;
 const PEER_ASN: u32 = 64512;
@@ -189,7 +159,7 @@ fn full_table_ingest_time_and_bytes_per_prefix() {
     let (stream, updates) = build_stream(TOTAL, &sets, &mut rng);
     let (mut speaker, peer) = established_speaker();
 
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_heap::live_bytes();
     let start = Instant::now();
     let now = Timestamp::from_secs(1);
     let mut events = 0usize;
@@ -203,7 +173,7 @@ fn full_table_ingest_time_and_bytes_per_prefix() {
         sink.clear();
     }
     let elapsed = start.elapsed();
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = live_heap::live_bytes();
 
     assert_eq!(speaker.session(peer).unwrap().state(), State::Established);
     assert_eq!(speaker.loc_rib_len(), TOTAL);
