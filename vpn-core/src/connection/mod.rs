@@ -345,9 +345,20 @@ impl Connection {
         self.active
     }
 
-    /// Headroom [`send_packet`](Self::send_packet) needs in front of a packet.
+    /// Headroom [`send_packet`](Self::send_packet) needs in front of a packet;
+    /// read it for each packet, as it follows the tunnels that are up. Only
+    /// tunnels that can carry traffic count: a tunnel still negotiating
+    /// reports the largest headroom of any algorithm, and counting it would
+    /// make every packet move to the headroom its real tunnel wants.
     pub fn headroom(&self) -> usize {
-        self.tunnels.iter().map(Tunnel::headroom).max().unwrap_or(0)
+        let up = self
+            .tunnels
+            .iter()
+            .filter(|t| t.state() == TunnelState::Up)
+            .map(Tunnel::headroom)
+            .max();
+        up.or_else(|| self.tunnels.iter().map(Tunnel::headroom).max())
+            .unwrap_or(0)
     }
 
     /// Tailroom [`send_packet`](Self::send_packet) needs after a packet.
@@ -420,7 +431,8 @@ impl Connection {
             self.metrics.drops_no_route += 1;
             return Err(SendError::NoRoute(header.destination));
         };
-        // Tunnels may want different headroom; move the packet if needed.
+        // Only up tunnels with different algorithms want different headroom;
+        // then, and only then, the packet moves.
         let wanted = self.tunnels[tunnel].headroom();
         if wanted != headroom {
             buf.copy_within(headroom..headroom + len, wanted);

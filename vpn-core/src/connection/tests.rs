@@ -361,3 +361,16 @@ fn the_preferred_tunnel_takes_over_at_once_when_it_comes_up_second() {
         "no hysteresis before the preferred tunnel ever served"
     );
 }
+
+#[test]
+fn headroom_follows_the_tunnels_that_are_up_so_packets_never_move() {
+    let (mut a, _) = unconnected_sites(STANDBY);
+    let mut rng = SeededEntropy::new(1);
+    // Nothing up: room for any algorithm.
+    assert_eq!(a.headroom(), crate::tunnel::ChildSa::MAX_HEADROOM);
+    a.set_tunnel_admin_up(T0, 0, true, &mut rng).unwrap();
+    // Tunnel 2 is still down (it would ask for the maximum); tunnel 1's
+    // AES-GCM wants 8 + 8 bytes, and that is what the connection asks for.
+    assert_eq!(a.headroom(), 16);
+    assert_eq!(a.headroom(), a.tunnel(0).unwrap().headroom());
+}
