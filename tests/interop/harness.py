@@ -1238,6 +1238,55 @@ class OurBgpSpeaker(_OurProgram):
         self.command({"cmd": "withdraw", "prefix": prefix})
 
 
+class ConnectionGateway(_OurProgram):
+    """Our customer gateway for a whole VPN connection (both tunnels), example
+    ``connection_gateway``: events ``ready``, ``event`` (``tunnel``, ``kind``,
+    ``text``, ``state``), ``active_tunnel`` (``from``, ``to``, 1-based),
+    ``status``, ``stopped``."""
+
+    example = "connection_gateway"
+
+    def status(self, timeout: float = 5) -> dict[str, Any]:
+        since = len(self.events)
+        self.command({"cmd": "status"})
+        return self.wait_for_event("status", timeout, since)
+
+    def active(self) -> int | None:
+        changes = [e for e in self.events if e.get("event") == "active_tunnel"]
+        return changes[-1]["to"] if changes else None
+
+    def tunnel_event(self, tunnel: int, kind: str, timeout: float, since: int = 0, **fields: Any) -> dict[str, Any]:
+        return self.wait_for_event(
+            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
+            and all(e.get(k) == v for k, v in fields.items()), timeout, since)
+
+
+def import_vpn_module() -> Any:
+    """The ``vpn`` Python module (built into ``.venv`` by ``vpn-py/run-tests.sh``).
+    A missing module is an error, never a skip: these tests must run."""
+    try:
+        import vpn  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise HarnessError(f"the vpn Python module is missing ({e}): run bash vpn-py/run-tests.sh first") from e
+    return vpn
+
+
+def build_example(example: str) -> Path:
+    """``cargo build --release --example <example>`` at the repository root
+    (ignoring ``CARGO_TARGET_DIR``, so the binary is where :class:`_OurProgram`
+    looks); returns its path. Raises :class:`HarnessError` with the compiler's
+    output when the build fails."""
+    env = {k: v for k, v in os.environ.items() if k != "CARGO_TARGET_DIR"}
+    res = subprocess.run(["cargo", "build", "--release", "--example", example],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, env=env)
+    if res.returncode != 0:
+        raise HarnessError(f"cargo build --example {example} failed:\n{res.stderr[-4000:]}")
+    path = REPO_ROOT / "target" / "release" / "examples" / example
+    if not path.is_file():
+        raise HarnessError(f"{path} missing after the build")
+    return path
+
+
 # --------------------------------------------------------------------------- traffic
 
 

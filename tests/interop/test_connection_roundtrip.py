@@ -38,17 +38,16 @@ Run as root: ``.venv/bin/python -m pytest tests/interop/test_connection_roundtri
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import (REPO_ROOT, HarnessError, IkeConfig, Netns, StrongSwan, _OurProgram, ping, toml_dumps, wait_until)
+from harness import (REPO_ROOT, ConnectionGateway, IkeConfig, Netns, StrongSwan, build_example, import_vpn_module, ping,
+                     toml_dumps, wait_until)
 
-vpn = pytest.importorskip("vpn", reason="the vpn Python module (bash vpn-py/run-tests.sh builds it into .venv)")
+vpn = import_vpn_module()
 
 FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
 CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
@@ -61,38 +60,9 @@ OVERRIDES: dict[str, Any] = {
 }
 
 
-class ConnectionGateway(_OurProgram):
-    """``examples/connection_gateway.rs``: events ``ready``, ``event``
-    (``tunnel``, ``kind``, ``text``, ``state``), ``active_tunnel`` (``from``,
-    ``to``, 1-based), ``status``, ``stopped``."""
-
-    example = "connection_gateway"
-
-    def status(self, timeout: float = 5) -> dict[str, Any]:
-        since = len(self.events)
-        self.command({"cmd": "status"})
-        return self.wait_for_event("status", timeout, since)
-
-    def active(self) -> int | None:
-        changes = [e for e in self.events if e.get("event") == "active_tunnel"]
-        return changes[-1]["to"] if changes else None
-
-    def tunnel_event(self, tunnel: int, kind: str, timeout: float, since: int = 0, **fields: Any) -> dict[str, Any]:
-        return self.wait_for_event(
-            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
-            and all(e.get(k) == v for k, v in fields.items()), timeout, since)
-
-
 @pytest.fixture(scope="session")
 def binary() -> Path:
-    env = {k: v for k, v in os.environ.items() if k != "CARGO_TARGET_DIR"}
-    res = subprocess.run(["cargo", "build", "--release", "--example", "connection_gateway"],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, env=env)
-    if res.returncode != 0:
-        pytest.fail(f"cargo build --example connection_gateway failed:\n{res.stderr[-4000:]}")
-    path = REPO_ROOT / "target" / "release" / "examples" / "connection_gateway"
-    assert path.is_file(), path
-    return path
+    return build_example("connection_gateway")
 
 
 def aws_side_swanctl(ike_version: int) -> tuple[str, list[tuple[str, str]], str]:
