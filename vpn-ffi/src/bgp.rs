@@ -10,12 +10,12 @@
 //!
 //! The binding is thin: it converts arguments, cuts the byte stream of a
 //! connection into chunks of whole BGP messages (at most
-//! `VPN_BGP_MAX_TRANSMIT` bytes each), turns events into flat structs and keeps a
-//! copy of the Loc-RIB's prefixes and next hops (from the route events) for
-//! `vpn_bgp_speaker_rib`. Everything else is `vpn_core::bgp::speaker::Speaker`.
+//! `VPN_BGP_MAX_TRANSMIT` bytes each) and turns events into flat structs and
+//! the Loc-RIB into text (`vpn_bgp_speaker_rib`). Everything else is
+//! `vpn_core::bgp::speaker::Speaker`.
 
 use core::ffi::{c_char, CStr};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -232,8 +232,6 @@ pub struct vpn_bgp_speaker {
     speaker: Speaker,
     /// Core events drained after every call, with the session state at that time.
     events: VecDeque<(SpeakerEvent, State)>,
-    /// Prefix -> next hop of every Loc-RIB route, kept from the route events.
-    rib: BTreeMap<IpPrefix, Option<IpAddr>>,
     pending: Option<Pending>,
 }
 
@@ -246,19 +244,9 @@ impl vpn_bgp_speaker {
             .ok_or(VPN_ERR_UNKNOWN_PEER)
     }
 
-    /// Moves the core's events into our queue and the Loc-RIB copy.
+    /// Moves the core's events into our queue.
     fn drain(&mut self) {
         while let Some(e) = self.speaker.poll_event() {
-            match &e {
-                SpeakerEvent::Route(RouteEvent::BestAdded { prefix, route })
-                | SpeakerEvent::Route(RouteEvent::BestChanged { prefix, route }) => {
-                    self.rib.insert(*prefix, route.next_hop);
-                }
-                SpeakerEvent::Route(RouteEvent::BestWithdrawn { prefix }) => {
-                    self.rib.remove(prefix);
-                }
-                _ => {}
-            }
             let state = match &e {
                 SpeakerEvent::Session { peer, .. } => self
                     .speaker
@@ -273,8 +261,8 @@ impl vpn_bgp_speaker {
     /// The Loc-RIB as "prefix next_hop" lines ("-" for no next hop).
     fn rib_text(&self) -> String {
         let mut s = String::new();
-        for (prefix, nh) in &self.rib {
-            let _ = match nh {
+        for (prefix, route) in self.speaker.loc_rib() {
+            let _ = match route.next_hop {
                 Some(nh) => writeln!(s, "{prefix} {nh}"),
                 None => writeln!(s, "{prefix} -"),
             };
@@ -587,7 +575,6 @@ pub unsafe extern "C" fn vpn_bgp_speaker_new(
         let handle = Box::into_raw(Box::new(vpn_bgp_speaker {
             speaker,
             events: VecDeque::new(),
-            rib: BTreeMap::new(),
             pending: None,
         }));
         // SAFETY: `speaker_out` is non-NULL and valid for a write.
@@ -1110,7 +1097,9 @@ pub unsafe extern "C" fn vpn_bgp_speaker_rib(
 #[no_mangle]
 pub unsafe extern "C" fn vpn_bgp_speaker_rib_len(speaker: *const vpn_bgp_speaker) -> usize {
     // SAFETY: per the contract.
-    guard_value(0, || unsafe { speaker.as_ref() }.map_or(0, |h| h.rib.len()))
+    guard_value(0, || {
+        unsafe { speaker.as_ref() }.map_or(0, |h| h.speaker.loc_rib_len())
+    })
 }
 
 #[cfg(test)]

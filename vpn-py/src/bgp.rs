@@ -1,10 +1,9 @@
 //! `vpn.BgpSpeaker`: the sans-IO BGP-4 speaker of vpn-core. The caller owns the
-//! TCP connections and the clock; the binding converts arguments, turns events
-//! into `vpn.BgpEvent` objects and keeps a copy of the Loc-RIB's prefixes and
-//! next hops (from the route events) for `rib()`. Everything else is
+//! TCP connections and the clock; the binding converts arguments and turns
+//! events into `vpn.BgpEvent` objects. Everything else is
 //! `vpn_core::bgp::speaker::Speaker`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -300,7 +299,6 @@ pub struct BgpSpeaker {
     /// `Send` only); `&mut self` methods reach it without locking.
     inner: Mutex<Speaker>,
     events: VecDeque<(SpeakerEvent, State)>,
-    rib: BTreeMap<IpPrefix, Option<IpAddr>>,
 }
 
 impl BgpSpeaker {
@@ -320,20 +318,10 @@ impl BgpSpeaker {
             .ok_or_else(|| PyValueError::new_err(format!("no BGP neighbour {peer}")))
     }
 
-    /// Moves the core's events into our queue and the Loc-RIB copy.
+    /// Moves the core's events into our queue.
     fn drain(&mut self) {
         let speaker = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
         while let Some(e) = speaker.poll_event() {
-            match &e {
-                SpeakerEvent::Route(RouteEvent::BestAdded { prefix, route })
-                | SpeakerEvent::Route(RouteEvent::BestChanged { prefix, route }) => {
-                    self.rib.insert(*prefix, route.next_hop);
-                }
-                SpeakerEvent::Route(RouteEvent::BestWithdrawn { prefix }) => {
-                    self.rib.remove(prefix);
-                }
-                _ => {}
-            }
             let state = match &e {
                 SpeakerEvent::Session { peer, .. } => {
                     speaker.session(*peer).map_or(State::Idle, |s| s.state())
@@ -363,7 +351,6 @@ impl BgpSpeaker {
                 Box::new(OsEntropy),
             )),
             events: VecDeque::new(),
-            rib: BTreeMap::new(),
         })
     }
 
@@ -594,14 +581,15 @@ impl BgpSpeaker {
     /// The Loc-RIB as a list of `(prefix, next_hop)` in prefix order
     /// (`next_hop` None when a route has none).
     fn rib(&self) -> Vec<(String, Option<String>)> {
-        self.rib
-            .iter()
-            .map(|(p, nh)| (p.to_string(), nh.map(|n| n.to_string())))
+        self.shared()
+            .loc_rib()
+            .into_iter()
+            .map(|(p, route)| (p.to_string(), route.next_hop.map(|n| n.to_string())))
             .collect()
     }
 
     fn __len__(&self) -> usize {
-        self.rib.len()
+        self.shared().loc_rib_len()
     }
 
     fn __repr__(&self) -> String {
@@ -612,7 +600,7 @@ impl BgpSpeaker {
             c.asn,
             c.router_id,
             speaker.peers().count(),
-            self.rib.len()
+            speaker.loc_rib_len()
         )
     }
 }

@@ -262,6 +262,19 @@ impl Speaker {
             .collect()
     }
 
+    /// The whole Loc-RIB in prefix order (IPv4 first): a snapshot for
+    /// display and for embedders that list routes rather than follow events.
+    pub fn loc_rib(&self) -> Vec<(IpPrefix, BestRoute)> {
+        let mut routes = Vec::with_capacity(self.rib.loc_rib_len());
+        self.rib.for_each_best(|prefix, sel| {
+            if let Some(route) = self.best_route(sel) {
+                routes.push((prefix, route));
+            }
+        });
+        routes.sort_unstable_by_key(|(prefix, _)| *prefix);
+        routes
+    }
+
     /// Prefixes in the Loc-RIB.
     pub fn loc_rib_len(&self) -> usize {
         self.rib.loc_rib_len()

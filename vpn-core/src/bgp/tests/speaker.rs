@@ -287,6 +287,21 @@ fn update_packing_many_prefixes_one_update() {
     assert_eq!(last2[0].1.withdrawn.count(), 100);
     assert_eq!(last2[1].1.nlri.count(), 1);
     assert_eq!(net.nodes[1].loc_rib_len(), 3101);
+    // The Loc-RIB snapshot: every selected prefix once, in prefix order,
+    // learned routes from the peer, originated ones local.
+    let learned = net.nodes[1].loc_rib();
+    assert_eq!(learned.len(), 3101);
+    assert!(learned.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(learned[0].0, p("10.0.100.0/24"));
+    assert_eq!(learned[3100].0, p("192.0.2.0/24"));
+    assert!(learned
+        .iter()
+        .all(|(_, r)| matches!(r.source, RouteSource::Peer(_))));
+    let originated = net.nodes[0].loc_rib();
+    assert_eq!(originated.len(), 3101);
+    assert!(originated
+        .iter()
+        .all(|(_, r)| r.source == RouteSource::Local));
 }
 
 #[test]
