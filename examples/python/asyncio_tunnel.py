@@ -449,6 +449,7 @@ class Gateway:
             if endpoint.transport is not None:
                 endpoint.transport.close()
         if self.tun is not None:
+            self.loop.remove_reader(self.tun.fd)
             self.tun.close()
 
 
