@@ -34,15 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness import REPO_ROOT, IkeConfig, JsonLineProcess, Netns, StrongSwan, ping, wait_until
+from harness import REPO_ROOT, IkeConfig, JsonLineProcess, Netns, StrongSwan, import_vpn_module, ping, wait_until
 
 if TYPE_CHECKING:
     from vpn import Config
 
-try:
-    import vpn
-except ImportError:  # fails the tests below (a skip would hide it), not the whole collection
-    vpn = None  # type: ignore[assignment]
+vpn = import_vpn_module()
 
 FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
 EXAMPLE = REPO_ROOT / "examples" / "python" / "asyncio_tunnel.py"
@@ -83,8 +80,6 @@ class AsyncioTunnel(JsonLineProcess):
 
 def edited_config() -> Config:
     """The fixture imported by the binding, switched to IKEv2, static routing and short DPD."""
-    if vpn is None:
-        pytest.fail("the vpn Python module is missing: bash vpn-py/run-tests.sh builds it into .venv")
     d = json.loads(vpn.Config.from_aws_xml(FIXTURE.read_text()).to_json())
     for t in d["tunnels"]:
         t["ike_version"] = 2
