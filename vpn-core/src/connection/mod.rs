@@ -8,7 +8,8 @@
 //! - inputs: [`handle_datagram`](Connection::handle_datagram) (a UDP datagram
 //!   from outside), [`send_packet`](Connection::send_packet) (an inner packet
 //!   to route into a tunnel), [`handle_timeout`](Connection::handle_timeout);
-//! - commands: [`connect`](Connection::connect), [`set_tunnel_admin_up`](Connection::set_tunnel_admin_up);
+//! - commands: [`connect`](Connection::connect), [`set_tunnel_admin_up`](Connection::set_tunnel_admin_up),
+//!   [`rekey_tunnel`](Connection::rekey_tunnel), [`replace_config`](Connection::replace_config);
 //! - outputs: [`poll_transmit`](Connection::poll_transmit), [`poll_event`](Connection::poll_event),
 //!   [`poll_timeout`](Connection::poll_timeout).
 //!
@@ -20,9 +21,11 @@ mod bgp;
 mod inside;
 mod metrics;
 mod packet;
+mod reconfigure;
 
 pub use bgp::{BgpEvent, BgpSettings};
 pub use metrics::TunnelReport;
+pub use reconfigure::{ConfigChange, RekeyKind, ReplaceError};
 
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -223,6 +226,12 @@ pub struct Connection {
     own_transmits: VecDeque<(TunnelIndex, Transmit, Vec<u8>)>,
     /// Tunnel states as of the last input, to notice transitions.
     last_states: Vec<TunnelState>,
+    /// The configuration the connection runs, when built from one
+    /// ([`replace_config`](Self::replace_config) compares against it).
+    config: Option<crate::config::ConnectionConfig>,
+    /// Whether [`connect`](Self::connect) was called: restarted tunnels
+    /// reconnect only then.
+    started: bool,
 }
 
 impl Connection {
@@ -268,6 +277,8 @@ impl Connection {
             bgp,
             bgp_deadline: None,
             own_transmits: VecDeque::new(),
+            config: None,
+            started: false,
         })
     }
 
@@ -282,37 +293,13 @@ impl Connection {
         entropy: &mut dyn Entropy,
     ) -> Result<Self, ConnectionError> {
         config.validate().map_err(ConnectionError::InvalidConfig)?;
-        let any = |v6: bool| {
-            let addr: IpAddr = if v6 {
-                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-            };
-            Prefix::truncating(addr, 0)
-        };
-        let mut tunnels = Vec::new();
-        for (index, tunnel) in config.tunnels.iter().enumerate() {
-            let failed = |e: &dyn std::fmt::Display| ConnectionError::Tunnel {
-                tunnel: index,
-                message: e.to_string(),
-            };
-            // The tunnel reads the startup action from this end's view.
-            let mut ours = tunnel.clone();
-            ours.startup_action = if tunnel.initiates(config.role) {
-                crate::config::StartupAction::Start
-            } else {
-                crate::config::StartupAction::Add
-            };
-            let settings = crate::tunnel::TunnelSettings::from_config(
-                &ours,
-                vec![any(false)],
-                vec![any(false)],
-            )
-            .map_err(|e| failed(&e))?;
-            let stream = Box::new(crate::entropy::SeededEntropy::new(entropy.next_u64()));
-            tunnels.push(Tunnel::with_entropy(settings, now, stream).map_err(|e| failed(&e))?);
-        }
-        Connection::new(tunnels, ConnectionPolicy::from_config(config), now, entropy)
+        let tunnels = (0..config.tunnels.len())
+            .map(|index| reconfigure::tunnel_from_config(config, index, now, entropy))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut connection =
+            Connection::new(tunnels, ConnectionPolicy::from_config(config), now, entropy)?;
+        connection.config = Some(config.clone());
+        Ok(connection)
     }
 
     /// The BGP speaker, when the connection routes dynamically.
@@ -372,6 +359,7 @@ impl Connection {
         now: Timestamp,
         entropy: &mut dyn Entropy,
     ) -> Result<(), TunnelError> {
+        self.started = true;
         for index in 0..self.tunnels.len() {
             if self.admin_up[index] {
                 self.tunnels[index].connect(now, entropy)?;
@@ -394,6 +382,7 @@ impl Connection {
         };
         self.admin_up[index] = up;
         if up {
+            self.started = true;
             tunnel.connect(now, entropy)?;
         } else {
             tunnel.close(now);

@@ -374,3 +374,260 @@ fn headroom_follows_the_tunnels_that_are_up_so_packets_never_move() {
     assert_eq!(a.headroom(), 16);
     assert_eq!(a.headroom(), a.tunnel(0).unwrap().headroom());
 }
+
+// ---------------------------------------------------------------- reconfiguration
+
+/// The AWS fixture as IKEv2 with static routes, for both ends: (CGW, VGW).
+fn fixture_pair() -> (
+    crate::config::ConnectionConfig,
+    crate::config::ConnectionConfig,
+) {
+    let xml = include_str!("../../tests/fixtures/config/aws-vpn-connection-bgp.xml");
+    let mut cgw = crate::config::ConnectionConfig::from_aws_xml(xml).unwrap();
+    for t in &mut cgw.tunnels {
+        t.ike_version = 2;
+    }
+    cgw.routing = crate::config::Routing::Static {
+        prefixes: vec!["10.2.0.0/16".parse().unwrap()],
+    };
+    cgw.failover = FailoverPolicy::ActiveStandby {
+        preferred_tunnel: 0,
+        failback_hysteresis_secs: 20,
+    };
+    let mut vgw = cgw.clone();
+    vgw.role = crate::config::Role::Vgw;
+    vgw.routing = crate::config::Routing::Static {
+        prefixes: vec!["10.1.0.0/16".parse().unwrap()],
+    };
+    for t in &mut vgw.tunnels {
+        std::mem::swap(&mut t.local_outside_address, &mut t.remote_outside_address);
+    }
+    (cgw, vgw)
+}
+
+/// Both ends of the fixture connection on a simulated network, tunnels up.
+fn fixture_sites() -> crate::sim::TwoSites {
+    let (cgw, vgw) = fixture_pair();
+    let mut rng = SeededEntropy::new(21);
+    let mut a = Connection::from_config(&cgw, T0, &mut rng).unwrap();
+    let mut b = Connection::from_config(&vgw, T0, &mut rng).unwrap();
+    a.connect(T0, &mut rng).unwrap();
+    b.connect(T0, &mut rng).unwrap();
+    let mut net = crate::sim::TwoSites::new(
+        ["cgw", "vgw"],
+        a,
+        b,
+        crate::sim::LinkConditions::default(),
+        3,
+        T0,
+    );
+    net.run_until(Timestamp::from_secs(5));
+    for site in 0..2 {
+        for t in 0..2 {
+            assert_eq!(net.site(site).tunnel(t).unwrap().state(), TunnelState::Up);
+        }
+    }
+    assert_eq!(net.site(0).active_tunnel(), Some(0));
+    net
+}
+
+fn lan_packet() -> Vec<u8> {
+    udp([10, 1, 0, 5], [10, 2, 0, 9], 1000, 200)
+}
+
+#[test]
+fn replacing_a_tunnels_options_restarts_only_that_tunnel_and_traffic_rides_the_other() {
+    let mut net = fixture_sites();
+    let (mut cgw, mut vgw) = fixture_pair();
+    // AWS's ModifyVpnTunnelOptions on tunnel 1 (index 0): a new PSK and suite,
+    // applied at both ends.
+    for config in [&mut cgw, &mut vgw] {
+        config.tunnels[0].psk = "Replaced_key_for.tunnel1".into();
+        config.tunnels[0].ike_proposals = vec!["aes256gcm16-prfsha384-ecp384".parse().unwrap()];
+    }
+    let now = net.now();
+    let mut rng = SeededEntropy::new(4);
+    let change = net.site_mut(1).replace_config(now, &vgw, &mut rng).unwrap();
+    assert_eq!(change.tunnels_restarted, vec![0]);
+    let change = net.site_mut(0).replace_config(now, &cgw, &mut rng).unwrap();
+    assert_eq!(
+        change,
+        ConfigChange {
+            tunnels_restarted: vec![0],
+            ..ConfigChange::default()
+        }
+    );
+    // In the same call, traffic moved to the tunnel that was left alone.
+    assert_eq!(net.site(0).active_tunnel(), Some(1));
+    assert_eq!(net.site(1).tunnel(1).unwrap().state(), TunnelState::Up);
+    let events = drain(net.site_mut(0));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ConnectionEvent::Tunnel {
+                tunnel: 0,
+                event: TunnelEvent::Down {
+                    reason: crate::tunnel::DownReason::Closed
+                }
+            }
+        )),
+        "{events:?}"
+    );
+    let Ok(SendOutcome::Sent { tunnel: 1, .. }) = net.send(0, &lan_packet()) else {
+        panic!("traffic must use tunnel 2 while tunnel 1 restarts");
+    };
+    // Tunnel 1 comes back with its new suite; traffic returns after the hysteresis.
+    net.run_until(now + Duration::from_secs(5));
+    let tunnel = net.site(0).tunnel(0).unwrap();
+    assert_eq!(tunnel.state(), TunnelState::Up);
+    let proposals = &tunnel.ike().unwrap().settings().ike_proposals;
+    let configured = format!("{proposals:?}");
+    assert!(
+        configured.contains("Aes256Gcm16") && configured.contains("Ecp384"),
+        "{configured}"
+    );
+    assert_eq!(net.site(0).active_tunnel(), Some(1));
+    net.run_until(now + Duration::from_secs(26));
+    assert_eq!(net.site(0).active_tunnel(), Some(0));
+    net.take_delivered(1);
+    let Ok(SendOutcome::Sent { tunnel: 0, .. }) = net.send(0, &lan_packet()) else {
+        panic!("traffic returns to tunnel 1");
+    };
+    net.run_until(net.now() + Duration::from_secs(1));
+    assert_eq!(net.take_delivered(1), vec![lan_packet()]);
+}
+
+#[test]
+fn replacing_static_routes_and_policy_applies_at_once_without_restarting_tunnels() {
+    let mut net = fixture_sites();
+    let (mut cgw, _) = fixture_pair();
+    cgw.routing = crate::config::Routing::Static {
+        prefixes: vec!["10.3.0.0/16".parse().unwrap()],
+    };
+    cgw.tcp_mss_clamp = 1300;
+    let now = net.now();
+    let change = net
+        .site_mut(0)
+        .replace_config(now, &cgw, &mut SeededEntropy::new(4))
+        .unwrap();
+    assert_eq!(
+        change,
+        ConfigChange {
+            routes_changed: true,
+            policy_changed: true,
+            ..ConfigChange::default()
+        }
+    );
+    let routes: Vec<String> = net
+        .site(0)
+        .routes()
+        .iter()
+        .map(|r| format!("{} via {}", r.prefix, r.tunnel))
+        .collect();
+    assert_eq!(routes, ["10.3.0.0/16 via 0", "10.3.0.0/16 via 1"]);
+    assert_eq!(net.site(0).policy().tcp_mss_clamp, 1300);
+    assert!(matches!(
+        net.send(0, &lan_packet()),
+        Err(SendError::NoRoute(_))
+    ));
+    let moved = udp([10, 1, 0, 5], [10, 3, 0, 9], 1000, 200);
+    assert!(matches!(
+        net.send(0, &moved),
+        Ok(SendOutcome::Sent { tunnel: 0, .. })
+    ));
+    // The same configuration again changes nothing.
+    let again = net
+        .site_mut(0)
+        .replace_config(now, &cgw, &mut SeededEntropy::new(4))
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(net.site(0).tunnel(0).unwrap().state(), TunnelState::Up);
+}
+
+#[test]
+fn replacements_that_cannot_apply_are_refused_and_change_nothing() {
+    let mut net = fixture_sites();
+    let (cgw, _) = fixture_pair();
+    let now = net.now();
+    let mut rng = SeededEntropy::new(4);
+    let routes_before = net.site(0).routes().len();
+
+    let mut bgp = cgw.clone();
+    let xml = include_str!("../../tests/fixtures/config/aws-vpn-connection-bgp.xml");
+    bgp.routing = crate::config::ConnectionConfig::from_aws_xml(xml)
+        .unwrap()
+        .routing;
+    bgp.tunnels[0].psk = "Another_key_for.tunnel1".into();
+    assert_eq!(
+        net.site_mut(0).replace_config(now, &bgp, &mut rng),
+        Err(ReplaceError::RoutingChange)
+    );
+    let mut vgw_role = cgw.clone();
+    vgw_role.role = crate::config::Role::Vgw;
+    assert_eq!(
+        net.site_mut(0).replace_config(now, &vgw_role, &mut rng),
+        Err(ReplaceError::RoleChange)
+    );
+    let mut invalid = cgw.clone();
+    invalid.tunnels[1].inside_cidr = "169.254.0.0/30".parse().unwrap();
+    invalid.tunnels[0].psk = "Another_key_for.tunnel1".into();
+    let Err(ReplaceError::Invalid(ConnectionError::InvalidConfig(errors))) =
+        net.site_mut(0).replace_config(now, &invalid, &mut rng)
+    else {
+        panic!("a reserved inside CIDR must be refused");
+    };
+    assert!(errors
+        .iter()
+        .any(|e| e.field() == Some("tunnels[1].inside_cidr")));
+    // Nothing moved: both tunnels up, same routes, tunnel 1 active.
+    for t in 0..2 {
+        assert_eq!(net.site(0).tunnel(t).unwrap().state(), TunnelState::Up);
+    }
+    assert_eq!(net.site(0).routes().len(), routes_before);
+    assert_eq!(net.site(0).active_tunnel(), Some(0));
+
+    // A connection built from tunnels, not a configuration, has nothing to replace.
+    let (mut manual, _) = sites(STANDBY);
+    assert_eq!(
+        manual.replace_config(now, &cgw, &mut rng),
+        Err(ReplaceError::NoConfig)
+    );
+}
+
+#[test]
+fn an_operator_rekey_renews_the_child_or_the_ike_sa_of_one_tunnel() {
+    let mut net = fixture_sites();
+    let logged = |net: &crate::sim::TwoSites, from: usize, what: &str| {
+        net.log()[from..]
+            .iter()
+            .filter(|line| line.contains("cgw") && line.contains(what))
+            .count()
+    };
+    let (now, mark) = (net.now(), net.log().len());
+    net.site_mut(0).rekey_tunnel(now, 1, RekeyKind::Child);
+    net.run_until(now + Duration::from_secs(2));
+    assert_eq!(
+        logged(&net, mark, "tunnel 2 child SA rekeyed"),
+        1,
+        "{:#?}",
+        &net.log()[mark..]
+    );
+    assert_eq!(logged(&net, mark, "tunnel 1 child SA rekeyed"), 0);
+    let (now, mark) = (net.now(), net.log().len());
+    net.site_mut(0).rekey_tunnel(now, 0, RekeyKind::Ike);
+    net.run_until(now + Duration::from_secs(2));
+    assert_eq!(
+        logged(&net, mark, "tunnel 1 IKE SA rekeyed"),
+        1,
+        "{:#?}",
+        &net.log()[mark..]
+    );
+    // Neither rekey disturbed the tunnels or the traffic.
+    assert_eq!(net.site(0).active_tunnel(), Some(0));
+    assert!(matches!(
+        net.send(0, &lan_packet()),
+        Ok(SendOutcome::Sent { tunnel: 0, .. })
+    ));
+    // Out-of-range tunnels are ignored.
+    net.site_mut(0).rekey_tunnel(now, 7, RekeyKind::Ike);
+}
