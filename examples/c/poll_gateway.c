@@ -1093,7 +1093,9 @@ static bool load(const struct options *opt, struct gateway *gw, unsigned *mtu,
   }
   bool ok = true;
   size_t n = 0;
-  if (vpn_config_name(cfg, gw->name, sizeof gw->name, &n) != VPN_OK) {
+  r = vpn_config_name(cfg, gw->name, sizeof gw->name, &n);
+  if (r != VPN_OK) { /* names are at most 64 characters: cannot happen */
+    report_failure("vpn_config_name", r, true);
     snprintf(gw->name, sizeof gw->name, "vpn");
   }
   *mtu = opt->mtu ? opt->mtu : vpn_config_mtu(cfg);
