@@ -1311,6 +1311,44 @@ vpn_result vpn_config_summary(const struct vpn_config *cfg,
                               size_t *out_n);
 
 /**
+ * Writes the configuration's name (NUL-terminated). Buffer conventions as
+ * `vpn_config_to_string`.
+ *
+ * # Safety
+ *
+ * As `vpn_config_to_string`.
+ */
+vpn_result vpn_config_name(const struct vpn_config *cfg,
+                           char *buf,
+                           size_t len,
+                           size_t *out_n);
+
+/**
+ * The tunnels' inner MTU in bytes (what a TUN device in front of the
+ * connection should use), or 0 when `cfg` is NULL.
+ *
+ * # Safety
+ *
+ * `cfg` is NULL or a live handle.
+ */
+uint16_t vpn_config_mtu(const struct vpn_config *cfg);
+
+/**
+ * Writes tunnel `tunnel`'s (0 or 1) outside addresses: ours to `*local`
+ * (the address to bind UDP ports 500 and 4500 on) and the peer's to
+ * `*remote`. Both have `port` 0: IKE starts on 500 and NAT-T moves to 4500.
+ * `VPN_ERR_UNKNOWN_TUNNEL` for an index past the last tunnel.
+ *
+ * # Safety
+ *
+ * `cfg` is a live handle; `local` and `remote` valid for writes.
+ */
+vpn_result vpn_config_tunnel_outside_addresses(const struct vpn_config *cfg,
+                                               uint32_t tunnel,
+                                               struct vpn_socket_addr *local,
+                                               struct vpn_socket_addr *remote);
+
+/**
  * How many errors the last failed `vpn_config_*` call on this thread
  * recorded: 0 after a successful call (or none yet), 1 for most failures,
  * one per problem after `vpn_config_validate`.

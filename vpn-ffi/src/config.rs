@@ -18,9 +18,11 @@
 use core::cell::RefCell;
 use core::ffi::{c_char, CStr};
 use core::sync::atomic::{compiler_fence, Ordering};
+use std::net::SocketAddr;
 
 use vpn_core::config::{ConfigError, ConnectionConfig};
 
+use crate::connection::vpn_socket_addr;
 use crate::result::vpn_result::{self, *};
 use crate::result::{guard, guard_value, in_slice, non_null, write_c_str};
 
@@ -477,6 +479,75 @@ pub unsafe extern "C" fn vpn_config_summary(
         let text = Sensitive(config.summary(show_secrets));
         // SAFETY: `buf`/`len` and `out_n` are valid per the contract.
         unsafe { write_c_str(&text.0, buf.cast(), len, out_n) }
+    })
+}
+
+/// Writes the configuration's name (NUL-terminated). Buffer conventions as
+/// `vpn_config_to_string`.
+///
+/// # Safety
+///
+/// As `vpn_config_to_string`.
+#[no_mangle]
+pub unsafe extern "C" fn vpn_config_name(
+    cfg: *const vpn_config,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> vpn_result {
+    config_guard(|| {
+        non_null(out_n)?;
+        // SAFETY: per the contract.
+        let config = unsafe { cfg_ref(cfg) }?;
+        // SAFETY: `buf`/`len` and `out_n` are valid per the contract.
+        unsafe { write_c_str(&config.name, buf.cast(), len, out_n) }
+    })
+}
+
+/// The tunnels' inner MTU in bytes (what a TUN device in front of the
+/// connection should use), or 0 when `cfg` is NULL.
+///
+/// # Safety
+///
+/// `cfg` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vpn_config_mtu(cfg: *const vpn_config) -> u16 {
+    guard_value(0, || {
+        // SAFETY: per the contract.
+        unsafe { cfg_ref(cfg) }.map_or(0, |c| c.mtu)
+    })
+}
+
+/// Writes tunnel `tunnel`'s (0 or 1) outside addresses: ours to `*local`
+/// (the address to bind UDP ports 500 and 4500 on) and the peer's to
+/// `*remote`. Both have `port` 0: IKE starts on 500 and NAT-T moves to 4500.
+/// `VPN_ERR_UNKNOWN_TUNNEL` for an index past the last tunnel.
+///
+/// # Safety
+///
+/// `cfg` is a live handle; `local` and `remote` valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn vpn_config_tunnel_outside_addresses(
+    cfg: *const vpn_config,
+    tunnel: u32,
+    local: *mut vpn_socket_addr,
+    remote: *mut vpn_socket_addr,
+) -> vpn_result {
+    config_guard(|| {
+        non_null(local)?;
+        non_null(remote)?;
+        // SAFETY: per the contract.
+        let config = unsafe { cfg_ref(cfg) }?;
+        let t = config
+            .tunnels
+            .get(tunnel as usize)
+            .ok_or(VPN_ERR_UNKNOWN_TUNNEL)?;
+        // SAFETY: both are non-NULL and valid for writes per the contract.
+        unsafe {
+            local.write(SocketAddr::new(t.local_outside_address, 0).into());
+            remote.write(SocketAddr::new(t.remote_outside_address, 0).into());
+        }
+        Ok(())
     })
 }
 

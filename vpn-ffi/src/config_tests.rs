@@ -403,3 +403,46 @@ fn last_error_is_per_thread() {
         .unwrap();
     assert_eq!(vpn_last_error_count(), 1);
 }
+
+#[test]
+fn accessors_give_name_mtu_and_outside_addresses() {
+    let cfg = load(VPN_CONFIG_AWS_XML, XML).unwrap();
+    // SAFETY: live handle; valid buffers.
+    let name = text(|b, l, n| unsafe { vpn_config_name(cfg.0, b, l, n) }).unwrap();
+    assert!(!name.is_empty() && to_string(&cfg, VPN_CONFIG_TOML).unwrap().contains(&name));
+    // SAFETY: live handle, and NULL.
+    unsafe {
+        assert_eq!(vpn_config_mtu(cfg.0), 1436);
+        assert_eq!(vpn_config_mtu(null()), 0);
+    }
+
+    let mut local = vpn_socket_addr::default();
+    let mut remote = vpn_socket_addr::default();
+    let mut seen = Vec::new();
+    for tunnel in 0..2 {
+        // SAFETY: live handle; valid out pointers.
+        let r =
+            unsafe { vpn_config_tunnel_outside_addresses(cfg.0, tunnel, &mut local, &mut remote) };
+        assert_eq!(r, VPN_OK);
+        assert_eq!((local.family, local.port, remote.port), (VPN_AF_INET, 0, 0));
+        seen.push((local.addr[..4].to_vec(), remote.addr[..4].to_vec()));
+    }
+    assert_eq!(seen[0].0, [203, 0, 113, 10]);
+    assert_eq!(seen[0].0, seen[1].0, "one customer gateway address");
+    assert_ne!(seen[0].1, seen[1].1, "two AWS endpoints");
+    // SAFETY: live handle; valid or NULL out pointers, as each case says.
+    unsafe {
+        assert_eq!(
+            vpn_config_tunnel_outside_addresses(cfg.0, 2, &mut local, &mut remote),
+            VPN_ERR_UNKNOWN_TUNNEL
+        );
+        assert_eq!(
+            vpn_config_tunnel_outside_addresses(cfg.0, 0, null_mut(), &mut remote),
+            VPN_ERR_NULL_ARGUMENT
+        );
+        assert_eq!(
+            vpn_config_tunnel_outside_addresses(null(), 0, &mut local, &mut remote),
+            VPN_ERR_NULL_ARGUMENT
+        );
+    }
+}
