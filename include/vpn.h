@@ -88,6 +88,16 @@
 #define VPN_TUNNEL_UP 2
 
 /**
+ * `vpn_connection_rekey_tunnel`: renew the tunnel's ESP child SA.
+ */
+#define VPN_REKEY_CHILD 0
+
+/**
+ * `vpn_connection_rekey_tunnel`: renew the tunnel's IKE SA.
+ */
+#define VPN_REKEY_IKE 1
+
+/**
  * The outcome of a fallible call. `VPN_OK` is zero; every other value is an
  * error. In C this is a `uint32_t`; new codes may be added at the end.
  */
@@ -199,6 +209,11 @@ enum vpn_result
    * A connection has no tunnel with that index.
    */
   VPN_ERR_UNKNOWN_TUNNEL = 23,
+  /**
+   * The change needs a new connection: the routing (static or BGP, and
+   * BGP's settings) or the role differs from the running configuration.
+   */
+  VPN_ERR_CANNOT_CHANGE = 24,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -552,6 +567,30 @@ typedef struct vpn_socket_addr {
   uint8_t addr[16];
   uint16_t port;
 } vpn_socket_addr;
+
+/**
+ * What `vpn_connection_replace_config` changed. Tunnel sets are bit masks:
+ * bit `i` is tunnel index `i`.
+ */
+typedef struct vpn_config_change {
+  /**
+   * Tunnels whose options changed: closed (IKE DELETE) and rebuilt,
+   * reconnecting if the connection had been started.
+   */
+  uint32_t tunnels_restarted;
+  /**
+   * Restarted tunnels that could not connect with their new options.
+   */
+  uint32_t tunnels_failed;
+  /**
+   * The static prefixes changed (the route table was rewritten).
+   */
+  bool routes_changed;
+  /**
+   * Failover, MTU, MSS clamping, DF or fragmentation options changed.
+   */
+  bool policy_changed;
+} vpn_config_change;
 
 /**
  * What `vpn_connection_handle_datagram` made of a datagram: one of the
@@ -1470,6 +1509,40 @@ vpn_result vpn_connection_set_tunnel_admin_up(struct vpn_connection *conn,
                                               uint32_t tunnel,
                                               bool up,
                                               uint64_t now_ns);
+
+/**
+ * Renews a tunnel's child SA (`VPN_REKEY_CHILD`) or IKE SA
+ * (`VPN_REKEY_IKE`) now, as `swanctl --rekey` does; the exchange's
+ * datagrams wait in `vpn_connection_poll_transmit`. A tunnel without that
+ * SA ignores it. `VPN_ERR_UNKNOWN_TUNNEL` for an index past the last
+ * tunnel, `VPN_ERR_INVALID_ARGUMENT` for another `kind`.
+ *
+ * # Safety
+ *
+ * `conn` is a live handle.
+ */
+vpn_result vpn_connection_rekey_tunnel(struct vpn_connection *conn,
+                                       uint32_t tunnel,
+                                       uint32_t kind,
+                                       uint64_t now_ns);
+
+/**
+ * Replaces the running configuration, as AWS's ModifyVpnTunnelOptions
+ * does: only tunnels whose options changed restart (the other keeps
+ * carrying traffic); static routes and the failover and packet options
+ * apply at once. Nothing changes on error: `VPN_ERR_INVALID_CONFIG` (every
+ * problem in this thread's last error, as `vpn_config_validate` records
+ * them) or `VPN_ERR_CANNOT_CHANGE` (a routing or role change, which needs
+ * a new connection). `out` may be NULL; `config` is only read.
+ *
+ * # Safety
+ *
+ * `conn` and `config` are live handles; `out` is NULL or valid for a write.
+ */
+vpn_result vpn_connection_replace_config(struct vpn_connection *conn,
+                                         const struct vpn_config *config,
+                                         uint64_t now_ns,
+                                         struct vpn_config_change *out);
 
 /**
  * Handles a UDP datagram received on `local` from `remote`: `buf[0..len]`

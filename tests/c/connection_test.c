@@ -86,6 +86,38 @@ static const char SITE_B[] =
     "ike_proposals = [\"aes256gcm16-prfsha256-ecp256\"]\n"
     "esp_proposals = [\"aes256gcm16-ecp256\"]\n";
 
+/* `toml` with every `from` replaced by `to`, in a static buffer. */
+static const char *edited(const char *toml, const char *from, const char *to) {
+  static char text[4096];
+  size_t used = 0, from_len = strlen(from), to_len = strlen(to);
+  for (const char *rest = toml;;) {
+    const char *at = strstr(rest, from);
+    size_t keep = at != NULL ? (size_t)(at - rest) : strlen(rest);
+    size_t add = at != NULL ? to_len : 0;
+    if (used + keep + add + 1 > sizeof text) {
+      CHECK(!"edited: text too long");
+      return toml;
+    }
+    memcpy(text + used, rest, keep);
+    memcpy(text + used + keep, to, add);
+    used += keep + add;
+    if (at == NULL) break;
+    rest = at + from_len;
+  }
+  text[used] = '\0';
+  return text;
+}
+
+/* Replaces `conn`'s configuration with `toml`; returns the result. */
+static vpn_result replace(vpn_connection *conn, const char *toml, uint64_t now,
+                          vpn_config_change *change) {
+  vpn_config *cfg = NULL;
+  CHECK(vpn_config_from_str(VPN_CONFIG_TOML, toml, strlen(toml), &cfg) == VPN_OK);
+  vpn_result r = vpn_connection_replace_config(conn, cfg, now, change);
+  vpn_config_free(cfg);
+  return r;
+}
+
 static vpn_connection *make(const char *toml, uint64_t now) {
   vpn_config *cfg = NULL;
   vpn_connection *conn = NULL;
@@ -297,6 +329,40 @@ int main(void) {
       CHECK(strstr(text, "vpn_connection_failovers_total{connection=\"site-a\"} 0") != NULL);
       free(text);
     }
+  }
+
+  printf("operator rekeys, then new options for tunnel 2 at both ends\n");
+  CHECK(vpn_connection_rekey_tunnel(a, 0, VPN_REKEY_CHILD, now) == VPN_OK);
+  CHECK(vpn_connection_rekey_tunnel(a, 1, VPN_REKEY_IKE, now) == VPN_OK);
+  CHECK(vpn_connection_rekey_tunnel(a, 5, VPN_REKEY_IKE, now) == VPN_ERR_UNKNOWN_TUNNEL);
+  CHECK(vpn_connection_rekey_tunnel(a, 0, 42, now) == VPN_ERR_INVALID_ARGUMENT);
+  run(a, b, &now, now + 2 * SEC);
+  send_across(a, b, now, ping, ping_len, 0);
+  {
+    vpn_config_change change;
+    memset(&change, 0xff, sizeof change);
+    CHECK(replace(b, edited(SITE_B, "c_test_psk.tunnel2", "c_next_psk.tunnel2"), now, NULL) ==
+          VPN_OK);
+    CHECK(replace(a, edited(SITE_A, "c_test_psk.tunnel2", "c_next_psk.tunnel2"), now, &change) ==
+          VPN_OK);
+    CHECK(change.tunnels_restarted == 2 && change.tunnels_failed == 0);
+    CHECK(!change.routes_changed && !change.policy_changed);
+    CHECK(vpn_connection_tunnel_state(a, 1) != VPN_TUNNEL_UP);
+    CHECK(vpn_connection_active_tunnel(a) == 0);
+    run(a, b, &now, now + 5 * SEC);
+    CHECK(vpn_connection_tunnel_state(a, 1) == VPN_TUNNEL_UP);
+    /* Static to BGP needs a new connection; an invalid configuration is
+     * refused with its fields recorded; either way nothing changes. */
+    CHECK(replace(a,
+                  edited(SITE_A, "type = \"static\"\nprefixes = [\"10.2.0.0/16\"]\n",
+                         "type = \"bgp\"\nlocal_asn = 65000\npeer_asn = 64512\n"),
+                  now, &change) == VPN_ERR_CANNOT_CHANGE);
+    CHECK(replace(a, edited(SITE_A, "169.254.44.40/30", "169.254.0.0/30"), now, &change) ==
+          VPN_ERR_INVALID_CONFIG);
+    CHECK(vpn_last_error_count() >= 1);
+    CHECK(vpn_connection_replace_config(a, NULL, now, &change) == VPN_ERR_NULL_ARGUMENT);
+    CHECK(vpn_connection_tunnel_state(a, 0) == VPN_TUNNEL_UP);
+    CHECK(vpn_connection_tunnel_state(a, 1) == VPN_TUNNEL_UP);
   }
 
   printf("tunnel 1 administratively down\n");

@@ -1096,8 +1096,8 @@ pub unsafe extern "C" fn vpn_bgp_speaker_rib(
 /// `speaker` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn vpn_bgp_speaker_rib_len(speaker: *const vpn_bgp_speaker) -> usize {
-    // SAFETY: per the contract.
     guard_value(0, || {
+        // SAFETY: per the contract.
         unsafe { speaker.as_ref() }.map_or(0, |h| h.speaker.loc_rib_len())
     })
 }

@@ -16,7 +16,8 @@ use core::ffi::{c_char, CStr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use vpn_core::connection::{
-    BgpEvent, Connection, ConnectionError, ConnectionEvent, SendError, SendOutcome,
+    BgpEvent, ConfigChange, Connection, ConnectionError, ConnectionEvent, RekeyKind, ReplaceError,
+    SendError, SendOutcome,
 };
 use vpn_core::entropy::OsEntropy;
 use vpn_core::time::Timestamp;
@@ -443,6 +444,126 @@ pub unsafe extern "C" fn vpn_connection_set_tunnel_admin_up(
         c.conn
             .set_tunnel_admin_up(ts(now_ns), tunnel, up, &mut c.entropy)
             .map_err(tunnel_err)
+    })
+}
+
+/// `vpn_connection_rekey_tunnel`: renew the tunnel's ESP child SA.
+pub const VPN_REKEY_CHILD: u32 = 0;
+/// `vpn_connection_rekey_tunnel`: renew the tunnel's IKE SA.
+pub const VPN_REKEY_IKE: u32 = 1;
+
+/// Renews a tunnel's child SA (`VPN_REKEY_CHILD`) or IKE SA
+/// (`VPN_REKEY_IKE`) now, as `swanctl --rekey` does; the exchange's
+/// datagrams wait in `vpn_connection_poll_transmit`. A tunnel without that
+/// SA ignores it. `VPN_ERR_UNKNOWN_TUNNEL` for an index past the last
+/// tunnel, `VPN_ERR_INVALID_ARGUMENT` for another `kind`.
+///
+/// # Safety
+///
+/// `conn` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vpn_connection_rekey_tunnel(
+    conn: *mut vpn_connection,
+    tunnel: u32,
+    kind: u32,
+    now_ns: u64,
+) -> vpn_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { conn_mut(conn) }?;
+        let tunnel = tunnel as usize;
+        if tunnel >= c.conn.tunnel_count() {
+            return Err(VPN_ERR_UNKNOWN_TUNNEL);
+        }
+        let kind = match kind {
+            VPN_REKEY_CHILD => RekeyKind::Child,
+            VPN_REKEY_IKE => RekeyKind::Ike,
+            _ => return Err(VPN_ERR_INVALID_ARGUMENT),
+        };
+        c.conn.rekey_tunnel(ts(now_ns), tunnel, kind);
+        Ok(())
+    })
+}
+
+/// What `vpn_connection_replace_config` changed. Tunnel sets are bit masks:
+/// bit `i` is tunnel index `i`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct vpn_config_change {
+    /// Tunnels whose options changed: closed (IKE DELETE) and rebuilt,
+    /// reconnecting if the connection had been started.
+    pub tunnels_restarted: u32,
+    /// Restarted tunnels that could not connect with their new options.
+    pub tunnels_failed: u32,
+    /// The static prefixes changed (the route table was rewritten).
+    pub routes_changed: bool,
+    /// Failover, MTU, MSS clamping, DF or fragmentation options changed.
+    pub policy_changed: bool,
+}
+
+fn mask(tunnels: impl IntoIterator<Item = usize>) -> u32 {
+    tunnels
+        .into_iter()
+        .filter(|&t| t < 32)
+        .fold(0, |m, t| m | 1 << t)
+}
+
+impl From<&ConfigChange> for vpn_config_change {
+    fn from(c: &ConfigChange) -> Self {
+        vpn_config_change {
+            tunnels_restarted: mask(c.tunnels_restarted.iter().copied()),
+            tunnels_failed: mask(c.failed_to_start.iter().map(|(t, _)| *t)),
+            routes_changed: c.routes_changed,
+            policy_changed: c.policy_changed,
+        }
+    }
+}
+
+/// Replaces the running configuration, as AWS's ModifyVpnTunnelOptions
+/// does: only tunnels whose options changed restart (the other keeps
+/// carrying traffic); static routes and the failover and packet options
+/// apply at once. Nothing changes on error: `VPN_ERR_INVALID_CONFIG` (every
+/// problem in this thread's last error, as `vpn_config_validate` records
+/// them) or `VPN_ERR_CANNOT_CHANGE` (a routing or role change, which needs
+/// a new connection). `out` may be NULL; `config` is only read.
+///
+/// # Safety
+///
+/// `conn` and `config` are live handles; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn vpn_connection_replace_config(
+    conn: *mut vpn_connection,
+    config: *const vpn_config,
+    now_ns: u64,
+    out: *mut vpn_config_change,
+) -> vpn_result {
+    guard(|| {
+        non_null(config)?;
+        // SAFETY: per the contract.
+        let c = unsafe { conn_mut(conn) }?;
+        // SAFETY: `config` is a live handle per the contract; validation
+        // records every problem in the thread's last error.
+        let r = unsafe { vpn_config_validate(config) };
+        if r != VPN_OK {
+            return Err(r);
+        }
+        // SAFETY: as above.
+        let cfg = unsafe { config_copy(config) }?;
+        let change = c
+            .conn
+            .replace_config(ts(now_ns), &cfg, &mut c.entropy)
+            .map_err(|e| match e {
+                ReplaceError::RoutingChange | ReplaceError::RoleChange => VPN_ERR_CANNOT_CHANGE,
+                ReplaceError::NoConfig | ReplaceError::Invalid(_) => VPN_ERR_INVALID_CONFIG,
+                // Any variant the core adds later.
+                #[allow(unreachable_patterns)]
+                _ => VPN_ERR_INVALID_CONFIG,
+            })?;
+        // SAFETY: `out` is NULL or valid for a write per the contract.
+        if let Some(out) = unsafe { out.as_mut() } {
+            *out = vpn_config_change::from(&change);
+        }
+        Ok(())
     })
 }
 

@@ -494,3 +494,148 @@ fn poll_transmit_reports_the_size_needed() {
     assert_eq!(tx.len, buf.len());
     assert_eq!(tx.remote.port, 500);
 }
+
+/// Both sites up, as in the first test.
+fn two_sites_up(now: &mut u64) -> (Conn, Conn) {
+    let a = connection(&site_toml(true), *now).unwrap();
+    let b = connection(&site_toml(false), *now).unwrap();
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(vpn_connection_connect(b.0, *now), VPN_OK);
+        assert_eq!(vpn_connection_connect(a.0, *now), VPN_OK);
+    }
+    run(&a, &b, now, *now + 5 * SEC);
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(vpn_connection_tunnel_state(a.0, 0), VPN_TUNNEL_UP);
+        assert_eq!(vpn_connection_tunnel_state(a.0, 1), VPN_TUNNEL_UP);
+    }
+    (a, b)
+}
+
+fn config(text: &str) -> *mut vpn_config {
+    let mut cfg = null_mut();
+    // SAFETY: valid text and out pointer.
+    let r =
+        unsafe { vpn_config_from_str(VPN_CONFIG_TOML, text.as_ptr().cast(), text.len(), &mut cfg) };
+    assert_eq!(r, VPN_OK);
+    cfg
+}
+
+#[test]
+fn rekey_commands_renew_the_named_sa() {
+    let mut now = SEC;
+    let (a, b) = two_sites_up(&mut now);
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(
+            vpn_connection_rekey_tunnel(a.0, 1, VPN_REKEY_CHILD, now),
+            VPN_OK
+        );
+    }
+    let until = now + 2 * SEC;
+    let evs = run(&a, &b, &mut now, until);
+    assert!(
+        evs.iter().any(|(e, text)| e.kind == VPN_EVENT_TUNNEL_OTHER
+            && e.tunnel == 1
+            && text.starts_with("tunnel 2 child SA rekeyed")),
+        "{evs:?}"
+    );
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(
+            vpn_connection_rekey_tunnel(a.0, 0, VPN_REKEY_IKE, now),
+            VPN_OK
+        );
+    }
+    let until = now + 2 * SEC;
+    let evs = run(&a, &b, &mut now, until);
+    assert!(
+        evs.iter().any(|(e, text)| e.kind == VPN_EVENT_TUNNEL_OTHER
+            && e.tunnel == 0
+            && text.starts_with("tunnel 1 IKE SA rekeyed")),
+        "{evs:?}"
+    );
+    // SAFETY: live handle; NULL handle.
+    unsafe {
+        assert_eq!(
+            vpn_connection_rekey_tunnel(a.0, 2, VPN_REKEY_IKE, now),
+            VPN_ERR_UNKNOWN_TUNNEL
+        );
+        assert_eq!(
+            vpn_connection_rekey_tunnel(a.0, 0, 7, now),
+            VPN_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            vpn_connection_rekey_tunnel(null_mut(), 0, VPN_REKEY_IKE, now),
+            VPN_ERR_NULL_ARGUMENT
+        );
+    }
+}
+
+#[test]
+fn replace_config_restarts_changed_tunnels_and_refuses_what_needs_a_new_connection() {
+    let mut now = SEC;
+    let (a, b) = two_sites_up(&mut now);
+    // New pre-shared key for tunnel 2 at both ends.
+    let rekeyed = |cgw: bool| site_toml(cgw).replace("test_psk.tunnel2", "new_psk.tunnel2");
+    let (cfg_a, cfg_b) = (config(&rekeyed(true)), config(&rekeyed(false)));
+    let mut change = vpn_config_change::default();
+    // SAFETY: live handles and out pointers.
+    unsafe {
+        assert_eq!(
+            vpn_connection_replace_config(b.0, cfg_b, now, null_mut()),
+            VPN_OK
+        );
+        assert_eq!(
+            vpn_connection_replace_config(a.0, cfg_a, now, &mut change),
+            VPN_OK
+        );
+        assert_eq!(vpn_connection_tunnel_state(a.0, 0), VPN_TUNNEL_UP);
+        assert_ne!(vpn_connection_tunnel_state(a.0, 1), VPN_TUNNEL_UP);
+        vpn_config_free(cfg_a);
+        vpn_config_free(cfg_b);
+    }
+    assert_eq!(
+        change,
+        vpn_config_change {
+            tunnels_restarted: 0b10,
+            ..vpn_config_change::default()
+        }
+    );
+    let until = now + 5 * SEC;
+    run(&a, &b, &mut now, until);
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(vpn_connection_tunnel_state(a.0, 1), VPN_TUNNEL_UP);
+        assert_eq!(vpn_connection_active_tunnel(a.0), 0);
+    }
+
+    // Static to BGP needs a new connection; an invalid config names its field.
+    let bgp = site_toml(true).replace(
+        "[routing]\ntype = \"static\"\nprefixes = [\"10.2.0.0/16\"]\n",
+        "[routing]\ntype = \"bgp\"\nlocal_asn = 65000\npeer_asn = 64512\n",
+    );
+    let invalid = site_toml(true).replace("169.254.44.40/30", "169.254.0.0/30");
+    let (cfg_bgp, cfg_invalid) = (config(&bgp), config(&invalid));
+    // SAFETY: live handles.
+    unsafe {
+        assert_eq!(
+            vpn_connection_replace_config(a.0, cfg_bgp, now, &mut change),
+            VPN_ERR_CANNOT_CHANGE
+        );
+        assert_eq!(
+            vpn_connection_replace_config(a.0, cfg_invalid, now, &mut change),
+            VPN_ERR_INVALID_CONFIG
+        );
+        assert!(vpn_last_error_count() >= 1);
+        assert_eq!(
+            vpn_connection_replace_config(a.0, null(), now, &mut change),
+            VPN_ERR_NULL_ARGUMENT
+        );
+        assert_eq!(vpn_connection_tunnel_state(a.0, 0), VPN_TUNNEL_UP);
+        assert_eq!(vpn_connection_tunnel_state(a.0, 1), VPN_TUNNEL_UP);
+        vpn_config_free(cfg_bgp);
+        vpn_config_free(cfg_invalid);
+    }
+}

@@ -65,13 +65,16 @@ pub enum vpn_result {
     VPN_ERR_NOT_CONNECTED = 22,
     /// A connection has no tunnel with that index.
     VPN_ERR_UNKNOWN_TUNNEL = 23,
+    /// The change needs a new connection: the routing (static or BGP, and
+    /// BGP's settings) or the role differs from the running configuration.
+    VPN_ERR_CANNOT_CHANGE = 24,
 }
 
 use vpn_result::*;
 
 /// Every code, in numeric order. (A function rather than a constant, which
 /// cbindgen would try to export as a macro.)
-pub(crate) fn all_results() -> [vpn_result; 24] {
+pub(crate) fn all_results() -> [vpn_result; 25] {
     [
         VPN_OK,
         VPN_ERR_NULL_ARGUMENT,
@@ -97,6 +100,7 @@ pub(crate) fn all_results() -> [vpn_result; 24] {
         VPN_ERR_PACKET_TOO_BIG,
         VPN_ERR_NOT_CONNECTED,
         VPN_ERR_UNKNOWN_TUNNEL,
+        VPN_ERR_CANNOT_CHANGE,
     ]
 }
 
@@ -132,6 +136,9 @@ impl vpn_result {
             VPN_ERR_PACKET_TOO_BIG => "inner packet exceeds the tunnel MTU",
             VPN_ERR_NOT_CONNECTED => "tunnel is not up",
             VPN_ERR_UNKNOWN_TUNNEL => "no tunnel with that index",
+            VPN_ERR_CANNOT_CHANGE => {
+                "the routing or role cannot change on a running connection: build a new one"
+            }
         }
     }
 }

@@ -13,8 +13,8 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyType};
 use vpn_core::config::ConnectionConfig;
 use vpn_core::connection::{
-    BgpEvent, Connection as CoreConnection, ConnectionError, ConnectionEvent, SendError,
-    SendOutcome,
+    BgpEvent, Connection as CoreConnection, ConnectionError, ConnectionEvent, RekeyKind,
+    ReplaceError, SendError, SendOutcome,
 };
 use vpn_core::entropy::OsEntropy;
 use vpn_core::tunnel::{
@@ -341,6 +341,72 @@ impl Connection {
         self.conn()
             .set_tunnel_admin_up(now, tunnel, up, &mut OsEntropy)
             .map_err(|e| tunnel_err(py, e))
+    }
+
+    /// Renews tunnel `tunnel`'s child SA now (its IKE SA with `ike=True`),
+    /// as `swanctl --rekey` does. A tunnel without that SA ignores it.
+    /// `IndexError` for an unknown tunnel.
+    #[pyo3(signature = (tunnel, ike = false, now_ns = None))]
+    fn rekey_tunnel(
+        &mut self,
+        py: Python<'_>,
+        tunnel: usize,
+        ike: bool,
+        now_ns: Option<u64>,
+    ) -> PyResult<()> {
+        let now = now(py, now_ns)?;
+        if tunnel >= self.conn().tunnel_count() {
+            return Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "no tunnel {tunnel}"
+            )));
+        }
+        let kind = if ike {
+            RekeyKind::Ike
+        } else {
+            RekeyKind::Child
+        };
+        self.conn().rekey_tunnel(now, tunnel, kind);
+        Ok(())
+    }
+
+    /// Replaces the running configuration, as AWS's ModifyVpnTunnelOptions
+    /// does: only tunnels whose options changed restart (the other keeps
+    /// carrying traffic); static routes and failover and packet options
+    /// apply at once. Returns what changed: `{"tunnels_restarted": [...],
+    /// "failed_to_start": {tunnel: message}, "routes_changed": bool,
+    /// "policy_changed": bool}`. Nothing changes on error: `vpn.ConfigError`
+    /// for an invalid configuration, `vpn.VpnError` for a routing or role
+    /// change (those need a new connection).
+    #[pyo3(signature = (config, now_ns = None))]
+    fn replace_config<'py>(
+        &mut self,
+        py: Python<'py>,
+        config: &Bound<'py, config::Config>,
+        now_ns: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let now = now(py, now_ns)?;
+        let text = zeroize::Zeroizing::new(config.call_method0("to_json")?.extract::<String>()?);
+        let cfg =
+            ConnectionConfig::from_json(&text).map_err(|e| config::config_errors(py, &[e]))?;
+        let change = self
+            .conn()
+            .replace_config(now, &cfg, &mut OsEntropy)
+            .map_err(|e| match e {
+                ReplaceError::Invalid(ConnectionError::InvalidConfig(errors)) => {
+                    config::config_errors(py, &errors)
+                }
+                other => config::binding_error(py, other.to_string()),
+            })?;
+        let out = PyDict::new(py);
+        out.set_item("tunnels_restarted", change.tunnels_restarted.clone())?;
+        let failed = PyDict::new(py);
+        for (tunnel, error) in &change.failed_to_start {
+            failed.set_item(tunnel, error.to_string())?;
+        }
+        out.set_item("failed_to_start", failed)?;
+        out.set_item("routes_changed", change.routes_changed)?;
+        out.set_item("policy_changed", change.policy_changed)?;
+        Ok(out)
     }
 
     /// Handles a UDP datagram received on `local` = (address, port) from

@@ -140,6 +140,48 @@ def test_metrics_use_cloudwatch_names(pair: Pair) -> None:
     assert f'vpn_tunnel_data_in_bytes_total{{connection="site-b",tunnel="1"}} {len(ping)}' in text
 
 
+def test_operator_rekeys_renew_the_named_sa(pair: Pair) -> None:
+    pair.a.rekey_tunnel(1, now_ns=pair.now)
+    pair.a.rekey_tunnel(0, ike=True, now_ns=pair.now)
+    pair.run(2)
+    texts = [e.text for e in pair.events_a]
+    assert any(t.startswith("tunnel 2 child SA rekeyed") for t in texts), texts
+    assert any(t.startswith("tunnel 1 IKE SA rekeyed") for t in texts), texts
+    assert pair.a.active_tunnel == 0
+    with pytest.raises(IndexError):
+        pair.a.rekey_tunnel(2)
+
+
+def test_replace_config_restarts_only_the_changed_tunnel(pair: Pair) -> None:
+    def edited(cgw: bool) -> vpn.Config:
+        return vpn.Config.from_toml(site_toml(cgw).replace("py_test_psk.tunnel2", "py_next_psk.tunnel2"))
+
+    assert pair.b.replace_config(edited(False), now_ns=pair.now)["tunnels_restarted"] == [1]
+    change = pair.a.replace_config(edited(True), now_ns=pair.now)
+    assert change == {"tunnels_restarted": [1], "failed_to_start": {}, "routes_changed": False,
+                      "policy_changed": False}
+    assert pair.a.tunnel_state(0) == "up" and pair.a.tunnel_state(1) != "up"
+    pair.run(5)
+    assert pair.a.tunnel_state(1) == "up"
+
+    routes = vpn.Config.from_toml(site_toml(True).replace("py_test_psk.tunnel2", "py_next_psk.tunnel2")
+                                  .replace('prefixes = ["10.2.0.0/16"]', 'prefixes = ["10.2.0.0/16", "10.3.0.0/16"]'))
+    change = pair.a.replace_config(routes, now_ns=pair.now)
+    assert change["routes_changed"] and change["tunnels_restarted"] == []
+    tx, rx = pair.send(pair.a, pair.b, udp_packet("10.1.0.5", "10.3.0.9", b"new route"))
+    assert tx.tunnel == 0
+
+    bgp = site_toml(True).replace('type = "static"\nprefixes = ["10.2.0.0/16"]',
+                                  'type = "bgp"\nlocal_asn = 65000\npeer_asn = 64512')
+    with pytest.raises(vpn.VpnError, match="routing"):
+        pair.a.replace_config(vpn.Config.from_toml(bgp), now_ns=pair.now)
+    invalid = site_toml(True).replace("169.254.44.40/30", "169.254.0.0/30")
+    with pytest.raises(vpn.ConfigError) as info:
+        pair.a.replace_config(vpn.Config.from_toml(invalid), now_ns=pair.now)
+    assert info.value.field == "tunnels[0].inside_cidr"
+    assert [pair.a.tunnel_state(i) for i in range(2)] == ["up", "up"]
+
+
 def test_bad_config_raises_config_error_with_the_field() -> None:
     cfg = vpn.Config.from_toml(site_toml(True).replace("py_test_psk.tunnel2", "0short"))
     with pytest.raises(vpn.ConfigError) as info:

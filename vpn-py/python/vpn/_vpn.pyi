@@ -414,6 +414,13 @@ class Connection:
         """Validates ``config`` (raising :class:`ConfigError`) and builds the connection."""
     def connect(self, now_ns: Optional[int] = None) -> None: ...
     def set_tunnel_admin_up(self, tunnel: int, up: bool, now_ns: Optional[int] = None) -> None: ...
+    def rekey_tunnel(self, tunnel: int, ike: bool = False, now_ns: Optional[int] = None) -> None:
+        """Renews the tunnel's child SA (its IKE SA with ``ike=True``) now."""
+    def replace_config(self, config: Config, now_ns: Optional[int] = None) -> dict[str, Any]:
+        """Applies ``config``, restarting only the tunnels whose options changed;
+        returns ``tunnels_restarted``, ``failed_to_start``, ``routes_changed``,
+        ``policy_changed``. Raises :class:`ConfigError` or, for a routing or
+        role change, :class:`VpnError`."""
     def handle_datagram(
         self,
         local: tuple[str, int],
