@@ -30,7 +30,6 @@ Run as root: ``.venv/bin/python -m pytest tests/interop/test_c_poll_gateway.py -
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -39,19 +38,12 @@ from typing import Any
 
 import pytest
 
-from harness import REPO_ROOT, IkeConfig, Netns, StrongSwan, _OurProgram, ping, wait_until
+from aws_lab import (CGW_IN, VGW_IN, VGW_NET, aws_strongswan, edited_config, established_sas, one_link,
+                     peers_and_algorithms)
+from harness import REPO_ROOT, Netns, _OurProgram, ping, wait_until
 
-try:
-    import vpn
-except ImportError:  # failing, not skipping: a skipped test counts as failed in CI
-    vpn = None
-
-FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
 SOURCE = REPO_ROOT / "examples" / "c" / "poll_gateway.c"
 BINARY = REPO_ROOT / "target" / "release" / "examples" / "poll_gateway"
-CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
-VGW_NET = "10.2.0.0/24"
-DPD_INTERVAL, DPD_TIMEOUT = 2, 30
 # The native libraries a Rust staticlib needs on Linux/glibc, as tests/c/run.sh links them.
 LIBS = ["-lpthread", "-ldl", "-lm", "-lrt", "-lutil", "-lgcc_s", "-lc"]
 
@@ -98,23 +90,6 @@ def binary() -> Path:
     return BINARY
 
 
-def edited_config() -> Any:
-    """The fixture XML imported by the Python binding, switched to IKEv2, static
-    routing and DPD 2 s / 30 s, re-read and validated."""
-    if vpn is None:
-        pytest.fail("the vpn Python module is missing: bash vpn-py/run-tests.sh builds it into .venv")
-    d = json.loads(vpn.Config.from_aws_xml(FIXTURE.read_text()).to_json())
-    assert d["routing"]["type"] == "bgp" and len(d["tunnels"]) == 2, d["routing"]
-    for t in d["tunnels"]:
-        t["ike_version"] = 2
-        t["dpd"]["interval"] = DPD_INTERVAL
-        t["dpd"]["timeout"] = DPD_TIMEOUT
-    d["routing"] = {"type": "static", "prefixes": [VGW_NET]}
-    edited = vpn.Config.from_json(json.dumps(d))
-    edited.validate()
-    return edited
-
-
 def test_c_poll_gateway_two_tunnels_ping_and_graceful_stop(net: Netns, binary: Path, report) -> None:
     cfg = edited_config()
     swanctl, name = cfg.to_swanctl(), cfg.name
@@ -128,13 +103,8 @@ def test_c_poll_gateway_two_tunnels_ping_and_graceful_stop(net: Netns, binary: P
     report.row("C: import fixture XML (Python) -> IKEv2/static/DPD 2s+30s -> to_swanctl() + to_toml()", "PASS",
                f"{name}: {cgw_out}<->{vgw1}, {cgw_out}<->{vgw2}; gcc -Werror build of {BINARY.name} ok")
 
-    vgw_ns, cgw_ns = net.add_ns("vgw"), net.add_ns("cgw")
-    net.veth(vgw_ns, [f"{vgw1}/24", f"{vgw2}/24"], cgw_ns, f"{cgw_out}/24", dev_a="to-cgw", dev_b="to-vgw")
-    net.add_route(vgw_ns, "203.0.113.0/24", dev="to-cgw")
-    net.add_route(cgw_ns, "198.51.100.0/24", dev="to-vgw")
-    net.add_addr(vgw_ns, f"{VGW_IN}/32")
-    sw = StrongSwan(net, vgw_ns, IkeConfig(vgw1, cgw_out, name=f"{name}-tunnel1"), label="vgw",
-                    raw_swanctl=swanctl).start()
+    vgw_ns, cgw_ns = one_link(net, cfg)
+    sw = aws_strongswan(net, vgw_ns, cfg)
 
     gw = CPollGateway(net, cgw_ns, conf, binary=binary, label="cgw",
                       extra_args=["--tun", "vpn0", "--tun-addr", f"{CGW_IN}/32", "--route", VGW_NET]).start()
@@ -149,15 +119,7 @@ def test_c_poll_gateway_two_tunnels_ping_and_graceful_stop(net: Netns, binary: P
     t_up = up["_t"] - ready["_t"]
     gw.wait_for_event(lambda e: e.get("event") == "active_tunnel" and e.get("to") == 1, 5)
 
-    def sw_established() -> dict[str, Any] | None:
-        sas = sw.list_sas()
-        ok = {k: v for k, v in sas.items() if v.get("state") == "ESTABLISHED"
-              and any(c.get("state") == "INSTALLED" for c in (v.get("child-sas") or {}).values())}
-        return ok if len(ok) == 2 else None
-
-    sas = wait_until(sw_established, 10, what="two IKE SAs with installed children in strongSwan")
-    peers = sorted(f"{v.get('local-host')}<->{v.get('remote-host')}" for v in sas.values())
-    algs = sorted({f"{v.get('encr-alg')}/{v.get('integ-alg') or '-'}/{v.get('dh-group')}" for v in sas.values()})
+    peers, algs = peers_and_algorithms(established_sas(sw))
     report.row("C: both tunnels up (ours: IKE SA + child + up each; swanctl: 2 ESTABLISHED/INSTALLED)", "PASS",
                f"both up {t_up * 1000:.0f} ms after ready; active tunnel 1; strongSwan {', '.join(peers)}; "
                f"{', '.join(algs)}")

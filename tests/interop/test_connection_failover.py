@@ -32,7 +32,6 @@ at that failback.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
@@ -41,15 +40,9 @@ from typing import Any
 
 import pytest
 
-from harness import (REPO_ROOT, ConnectionGateway, IkeConfig, Netns, StrongSwan, build_example, import_vpn_module,
-                     toml_dumps, wait_until)
+from aws_lab import CGW_IN, DPD_INTERVAL, DPD_TIMEOUT, VGW_IN, VGW_NET, aws_strongswan, config_from, fixture_dict
+from harness import ConnectionGateway, Netns, build_example, toml_dumps, wait_until
 
-vpn = import_vpn_module()
-
-FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
-CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
-VGW_NET = "10.2.0.0/24"
-DPD_INTERVAL, DPD_TIMEOUT = 2, 30
 HYSTERESIS = 5
 PING_INTERVAL = 0.2
 # What the ping may lose at the cut: the detection window plus two seconds
@@ -62,21 +55,13 @@ def binary() -> Path:
     return build_example("connection_gateway")
 
 
-def edited_configs(ike_version: int) -> tuple[str, str, list[tuple[str, str]]]:
-    """(our connection JSON, strongSwan's swanctl.conf, outside address pairs)."""
-    d = json.loads(vpn.Config.from_aws_xml(FIXTURE.read_text()).to_json())
-    d["routing"] = {"type": "static", "prefixes": [VGW_NET]}
-    d["failover"] = {"mode": "active_standby", "preferred_tunnel": 0, "failback_hysteresis_secs": HYSTERESIS}
-    for t in d["tunnels"]:
-        t["ike_version"] = ike_version
-        t["dpd"] = {"interval": DPD_INTERVAL, "timeout": DPD_TIMEOUT, "action": "clear"}
-    aws_side = vpn.Config.from_json(json.dumps(d))
-    aws_side.validate()
-    for t in d["tunnels"]:
-        t["dpd"]["action"] = "restart"
-    ours = vpn.Config.from_json(json.dumps(d))
-    ours.validate()
-    return ours.to_json(), aws_side.to_swanctl(), [tuple(p) for p in ours.outside_addresses]
+def edited_configs(ike_version: int) -> tuple[Any, Any]:
+    """(ours, strongSwan's): the same edited fixture, with failback after
+    HYSTERESIS and DPD action ``restart`` for ours, ``clear`` for AWS's side."""
+    failover = {"mode": "active_standby", "preferred_tunnel": 0, "failback_hysteresis_secs": HYSTERESIS}
+    ours, aws_side = fixture_dict(ike_version, "restart"), fixture_dict(ike_version, "clear")
+    ours["failover"] = aws_side["failover"] = failover
+    return config_from(ours), config_from(aws_side)
 
 
 class ContinuousPing:
@@ -115,9 +100,9 @@ class ContinuousPing:
 
 @pytest.mark.parametrize("ike_version", [1, 2], ids=["ikev1", "ikev2"])
 def test_failover_and_failback_under_continuous_ping(net: Netns, binary: Path, report, ike_version: int) -> None:
-    ours_json, swanctl, outside = edited_configs(ike_version)
-    (cgw_out, vgw1), (_, vgw2) = outside
-    assert (cgw_out, vgw1, vgw2) == ("203.0.113.10", "198.51.100.21", "198.51.100.87"), outside
+    ours, aws_side = edited_configs(ike_version)
+    (cgw_out, vgw1), (_, vgw2) = [tuple(p) for p in ours.outside_addresses]
+    assert (cgw_out, vgw1, vgw2) == ("203.0.113.10", "198.51.100.21", "198.51.100.87"), ours.outside_addresses
 
     # Namespaces: each AWS endpoint behind its own veth, the same VPC address behind both.
     cgw = net.add_ns("cgw")
@@ -129,12 +114,9 @@ def test_failover_and_failback_under_continuous_ping(net: Netns, binary: Path, r
         net.add_route(cgw, f"{vgw}/32", dev=f"tunnel{n}", src=cgw_out)
         net.add_route(ns, f"{cgw_out}/32", dev="to-cgw", src=vgw)
         net.add_addr(ns, f"{VGW_IN}/32")
-        name = f"vpn-0a1b2c3d4e5f60718-tunnel{n}"
-        sw = StrongSwan(net, ns, IkeConfig(vgw, cgw_out, name=name), label=f"vgw{n}", raw_swanctl=swanctl).start()
-        assert name in sw.swanctl("--list-conns").stdout
-        endpoints[n] = sw
+        endpoints[n] = aws_strongswan(net, ns, aws_side, label=f"vgw{n}", tunnel=n)
 
-    (net.workdir / "cgw.json").write_text(ours_json)
+    (net.workdir / "cgw.json").write_text(ours.to_json())
     conf = net.workdir / "cgw.toml"
     conf.write_text(toml_dumps({"connection": "cgw.json",
                                 "tun": {"name": "vpn0", "address": f"{CGW_IN}/32", "routes": [VGW_NET]}}))

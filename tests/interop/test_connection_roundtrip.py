@@ -37,22 +37,16 @@ Run as root: ``.venv/bin/python -m pytest tests/interop/test_connection_roundtri
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import (REPO_ROOT, ConnectionGateway, IkeConfig, Netns, StrongSwan, build_example, import_vpn_module, ping,
-                     toml_dumps, wait_until)
+from aws_lab import (CGW_IN, DPD_INTERVAL, DPD_TIMEOUT, FIXTURE, VGW_IN, VGW_NET, aws_strongswan, edited_config,
+                     established_sas, one_link, peers_and_algorithms)
+from harness import ConnectionGateway, Netns, build_example, ping, toml_dumps, wait_until
 
-vpn = import_vpn_module()
-
-FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
-CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
-CGW_NET, VGW_NET = "10.1.0.0/24", "10.2.0.0/24"
-DPD_INTERVAL, DPD_TIMEOUT = 2, 30
 OVERRIDES: dict[str, Any] = {
     "dpd_interval": DPD_INTERVAL,
     "dpd_timeout": DPD_TIMEOUT,
@@ -65,42 +59,19 @@ def binary() -> Path:
     return build_example("connection_gateway")
 
 
-def aws_side_swanctl(ike_version: int) -> tuple[str, list[tuple[str, str]], str]:
-    """The fixture imported by the Python binding, the overrides applied to its
-    dict, re-read (and validated) and exported as strongSwan's swanctl.conf.
-    Returns (swanctl.conf, [(cgw, vgw) outside addresses per tunnel], name)."""
-    imported = vpn.Config.from_aws_xml(FIXTURE.read_text())
-    d = json.loads(imported.to_json())
-    assert d["routing"]["type"] == "bgp" and all(t["ike_version"] == 1 for t in d["tunnels"]), d
-    for t in d["tunnels"]:
-        t["ike_version"] = ike_version
-        t["dpd"]["interval"] = DPD_INTERVAL
-        t["dpd"]["timeout"] = DPD_TIMEOUT
-    d["routing"] = {"type": "static", "prefixes": [VGW_NET]}
-    edited = vpn.Config.from_json(json.dumps(d))
-    edited.validate()
-    return edited.to_swanctl(), [tuple(p) for p in edited.outside_addresses], edited.name
-
-
 @pytest.mark.parametrize("ike_version", [1, 2], ids=["ikev1-as-aws-says", "ikev2"])
 def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, report, ike_version: int) -> None:
-    swanctl, outside, name = aws_side_swanctl(ike_version)
-    (cgw_out, vgw1), (cgw_out2, vgw2) = outside
-    assert cgw_out == cgw_out2 == "203.0.113.10" and {vgw1, vgw2} == {"198.51.100.21", "198.51.100.87"}, outside
+    aws_side = edited_config(ike_version)
+    swanctl, name = aws_side.to_swanctl(), aws_side.name
+    (cgw_out, vgw1), (cgw_out2, vgw2) = [tuple(p) for p in aws_side.outside_addresses]
+    assert cgw_out == cgw_out2 == "203.0.113.10" and {vgw1, vgw2} == {"198.51.100.21", "198.51.100.87"}
     assert f"{name}-tunnel1" in swanctl and f"local_addrs = {vgw1}" in swanctl and f"version = {ike_version}" in swanctl
     report.row(f"IKEv{ike_version}: import fixture XML (Python) -> static/DPD 2s+30s -> to_swanctl()", "PASS",
                f"{name}: tunnels {cgw_out}<->{vgw1}, {cgw_out}<->{vgw2}; {len(swanctl.splitlines())} lines")
 
-    # Namespaces: the CGW address on our veth end, both VGW addresses on strongSwan's.
-    vgw_ns, cgw_ns = net.add_ns("vgw"), net.add_ns("cgw")
-    net.veth(vgw_ns, [f"{vgw1}/24", f"{vgw2}/24"], cgw_ns, f"{cgw_out}/24", dev_a="to-cgw", dev_b="to-vgw")
-    net.add_route(vgw_ns, "203.0.113.0/24", dev="to-cgw")
-    net.add_route(cgw_ns, "198.51.100.0/24", dev="to-vgw")
-    net.add_addr(vgw_ns, f"{VGW_IN}/32")
-
-    # strongSwan with the exported swanctl.conf, verbatim (IkeConfig only names the SA for helpers).
-    sw = StrongSwan(net, vgw_ns, IkeConfig(vgw1, cgw_out, name=f"{name}-tunnel1"), label="vgw",
-                    raw_swanctl=swanctl).start()
+    # strongSwan with the exported swanctl.conf, verbatim.
+    vgw_ns, cgw_ns = one_link(net, aws_side)
+    sw = aws_strongswan(net, vgw_ns, aws_side)
     loaded = sw.swanctl("--list-conns").stdout
     assert f"{name}-tunnel1" in loaded and f"{name}-tunnel2" in loaded, loaded
 
@@ -127,15 +98,7 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
     t_up = time.monotonic() - t0
     gw.wait_for_event(lambda e: e.get("event") == "active_tunnel" and e.get("to") == 1, 5)
 
-    def sw_established() -> dict[str, Any] | None:
-        sas = sw.list_sas()
-        ok = {k: v for k, v in sas.items() if v.get("state") == "ESTABLISHED"
-              and any(c.get("state") == "INSTALLED" for c in (v.get("child-sas") or {}).values())}
-        return ok if len(ok) == 2 else None
-
-    sas = wait_until(sw_established, 10, what="two IKE SAs with installed children in strongSwan")
-    peers = sorted(f"{v.get('local-host')}<->{v.get('remote-host')}" for v in sas.values())
-    algs = {f"{v.get('encr-alg')}/{v.get('integ-alg')}/{v.get('dh-group')}" for v in sas.values()}
+    peers, algs = peers_and_algorithms(established_sas(sw))
     report.row(f"IKEv{ike_version}: both tunnels up (ours: IKE SA + child + Up each; swanctl: 2 IKE SAs)", "PASS",
                f"both Up {t_up:.2f}s after start, initiator {initiator}; active tunnel 1; "
                f"strongSwan {', '.join(peers)}; {', '.join(algs)}")

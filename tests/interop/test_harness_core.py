@@ -5,7 +5,6 @@ run, and the JSON-lines event contract our Rust programs will follow."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -26,27 +26,20 @@ which has the ``vpn`` module). Run as root: ``.venv/bin/python -m pytest tests/i
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from harness import REPO_ROOT, IkeConfig, JsonLineProcess, Netns, StrongSwan, import_vpn_module, ping, wait_until
+from aws_lab import (CGW_IN, VGW_IN, VGW_NET, aws_strongswan, edited_config, established_sas, one_link,
+                     peers_and_algorithms)
+from harness import REPO_ROOT, JsonLineProcess, Netns, StrongSwan, ping, wait_until
 
 if TYPE_CHECKING:
     from vpn import Config
 
-vpn = import_vpn_module()
-
-FIXTURE = REPO_ROOT / "vpn-core" / "tests" / "fixtures" / "config" / "aws-vpn-connection-bgp.xml"
 EXAMPLE = REPO_ROOT / "examples" / "python" / "asyncio_tunnel.py"
-CGW_IN, VGW_IN = "10.1.0.1", "10.2.0.1"
-VGW_NET = "10.2.0.0/24"
 TEST_DST, TEST_PORT = "10.2.0.9", 9  # where the program's test packets go without a TUN
-DPD_INTERVAL, DPD_TIMEOUT = 2, 30
 TUN = "pyvpn0"
 
 
@@ -78,31 +71,12 @@ class AsyncioTunnel(JsonLineProcess):
             and all(e.get(k) == v for k, v in fields.items()), timeout)
 
 
-def edited_config() -> Config:
-    """The fixture imported by the binding, switched to IKEv2, static routing and short DPD."""
-    d = json.loads(vpn.Config.from_aws_xml(FIXTURE.read_text()).to_json())
-    for t in d["tunnels"]:
-        t["ike_version"] = 2
-        t["dpd"]["interval"] = DPD_INTERVAL
-        t["dpd"]["timeout"] = DPD_TIMEOUT
-    d["routing"] = {"type": "static", "prefixes": [VGW_NET]}
-    config = vpn.Config.from_json(json.dumps(d))
-    config.validate()
-    return config
-
-
 def setup(net: Netns, label: str) -> tuple[str, str, StrongSwan, Path, Config]:
     """Namespaces, strongSwan with the exported swanctl.conf, and our config file."""
     config = edited_config()
-    (cgw_out, vgw1), (_, vgw2) = config.outside_addresses
-    vgw_ns, cgw_ns = net.add_ns("vgw"), net.add_ns("cgw")
-    net.veth(vgw_ns, [f"{vgw1}/24", f"{vgw2}/24"], cgw_ns, f"{cgw_out}/24", dev_a="to-cgw", dev_b="to-vgw")
-    net.add_route(vgw_ns, "203.0.113.0/24", dev="to-cgw")
-    net.add_route(cgw_ns, "198.51.100.0/24", dev="to-vgw")
-    net.add_addr(vgw_ns, f"{VGW_IN}/32")
+    vgw_ns, cgw_ns = one_link(net, config)
     net.add_addr(vgw_ns, f"{TEST_DST}/32")
-    sw = StrongSwan(net, vgw_ns, IkeConfig(vgw1, cgw_out, name=f"{config.name}-tunnel1"), label=f"vgw-{label}",
-                    raw_swanctl=config.to_swanctl()).start()
+    sw = aws_strongswan(net, vgw_ns, config, label=f"vgw-{label}")
     conf = net.workdir / f"cgw-{label}.json"
     conf.write_text(config.to_json())  # holds the PSKs: stays in the work dir, never printed
     conf.chmod(0o600)
@@ -119,13 +93,8 @@ def both_up(prog: AsyncioTunnel, sw: StrongSwan, ready: dict[str, Any]) -> tuple
         last = max(last, prog.tunnel_event(t, "tunnel_state_changed", 15, state="up")["_t"])
     prog.wait_for_event(lambda e: e.get("event") == "active_tunnel" and e.get("to") == 1, 5)
 
-    def established() -> dict[str, Any] | None:
-        ok = {k: v for k, v in sw.list_sas().items() if v.get("state") == "ESTABLISHED"
-              and any(c.get("state") == "INSTALLED" for c in (v.get("child-sas") or {}).values())}
-        return ok if len(ok) == 2 else None
-
-    sas = wait_until(established, 10, what="two IKE SAs with installed children in strongSwan")
-    return last - ready["_t"], sorted(f"{v.get('local-host')}<->{v.get('remote-host')}" for v in sas.values())
+    peers, _ = peers_and_algorithms(established_sas(sw))
+    return last - ready["_t"], peers
 
 
 def graceful_stop(prog: AsyncioTunnel, sw: StrongSwan) -> tuple[float, dict[str, Any], int]:

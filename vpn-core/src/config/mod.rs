@@ -277,7 +277,11 @@ pub struct DpdConfig {
     pub interval: u32,
     /// Seconds without an answer after which the peer is declared dead (AWS's
     /// `DpdTimeoutSeconds`, at least 30; AWS's XML says interval 10 × retries 3).
-    /// Default: 30.
+    /// IKEv2 counts them from the first unanswered liveness check, as AWS
+    /// documents ("dead 30 seconds after the first failed keep-alive"), so
+    /// detection takes up to `interval + timeout` after the last packet
+    /// heard; IKEv1 counts them from the last packet heard, as RFC 3706
+    /// implementations (strongSwan's `dpd_timeout`) do. Default: 30.
     #[serde(default = "default_dpd_timeout")]
     pub timeout: u32,
     /// What to do with a dead peer. Default: `clear`.
