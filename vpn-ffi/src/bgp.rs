@@ -25,9 +25,10 @@ use vpn_core::bgp::session::{
     Action, ConnectMode, ConnectionId, DownReason, SessionConfig, SessionEvent, State,
 };
 use vpn_core::bgp::speaker::{
-    NeighborConfig, PeerId, RouteEvent, RouteSource, Speaker, SpeakerConfig, SpeakerEvent,
+    originated_attributes, NeighborConfig, PeerId, RouteEvent, RouteSource, Speaker, SpeakerConfig,
+    SpeakerEvent,
 };
-use vpn_core::bgp::wire::{Afi, MpNextHop, MpReach, PathAttributes, Safi, HEADER_LEN};
+use vpn_core::bgp::wire::{family_name, HEADER_LEN};
 use vpn_core::entropy::OsEntropy;
 use vpn_core::time::Timestamp;
 
@@ -325,54 +326,6 @@ fn state_code(s: State) -> vpn_bgp_state {
     }
 }
 
-fn family(afi: Afi, safi: Safi) -> String {
-    let a = match afi {
-        Afi::IPV4 => "ipv4".to_owned(),
-        Afi::IPV6 => "ipv6".to_owned(),
-        Afi(n) => format!("afi {n}"),
-    };
-    if safi == Safi::UNICAST {
-        format!("{a} unicast")
-    } else {
-        format!("{a} safi {}", safi.0)
-    }
-}
-
-/// A description of why a session went down.
-pub(crate) fn down_text(reason: &DownReason) -> String {
-    let with_text = |t: &Option<String>| t.as_ref().map_or(String::new(), |t| format!(": {t}"));
-    match reason {
-        DownReason::AdminDown => "administratively stopped".to_owned(),
-        DownReason::HoldTimerExpired => "hold timer expired".to_owned(),
-        DownReason::NotificationReceived {
-            code,
-            subcode,
-            text,
-        } => format!(
-            "NOTIFICATION received (code {}, subcode {subcode}){}",
-            code.0,
-            with_text(text)
-        ),
-        DownReason::NotificationSent {
-            code,
-            subcode,
-            text,
-        } => format!(
-            "NOTIFICATION sent (code {}, subcode {subcode}){}",
-            code.0,
-            with_text(text)
-        ),
-        DownReason::BadPeerAs { expected, received } => {
-            format!("bad peer AS: expected AS{expected}, received AS{received}")
-        }
-        DownReason::ConnectionClosed => "connection closed".to_owned(),
-        DownReason::MaxPrefixesExceeded { afi, safi, limit } => format!(
-            "more than {limit} prefixes received for {}",
-            family(*afi, *safi)
-        ),
-    }
-}
-
 fn blank_event() -> vpn_bgp_event {
     vpn_bgp_event {
         kind: vpn_bgp_event_kind::VPN_BGP_EVENT_STATE_CHANGED,
@@ -433,7 +386,7 @@ fn event(e: &SpeakerEvent, state: State) -> vpn_bgp_event {
                         DownReason::ConnectionClosed => VPN_BGP_REASON_CONNECTION_CLOSED,
                         DownReason::MaxPrefixesExceeded { .. } => VPN_BGP_REASON_MAX_PREFIXES,
                     };
-                    let mut m = down_text(reason);
+                    let mut m = reason.to_string();
                     if *graceful_restart {
                         m.push_str(" (graceful restart: routes kept as stale)");
                     }
@@ -441,7 +394,7 @@ fn event(e: &SpeakerEvent, state: State) -> vpn_bgp_event {
                 }
                 SessionEvent::EndOfRib { afi, safi } => {
                     out.kind = VPN_BGP_EVENT_END_OF_RIB;
-                    format!("End-of-RIB for {}", family(*afi, *safi))
+                    format!("End-of-RIB for {}", family_name(*afi, *safi))
                 }
                 SessionEvent::StaleRoutesExpired => {
                     out.kind = VPN_BGP_EVENT_STALE_ROUTES_EXPIRED;
@@ -449,7 +402,7 @@ fn event(e: &SpeakerEvent, state: State) -> vpn_bgp_event {
                 }
                 SessionEvent::RouteRefreshRequested { afi, safi } => {
                     out.kind = VPN_BGP_EVENT_ROUTE_REFRESH_REQUESTED;
-                    format!("route refresh requested for {}", family(*afi, *safi))
+                    format!("route refresh requested for {}", family_name(*afi, *safi))
                 }
             }
         }
@@ -709,7 +662,7 @@ pub unsafe extern "C" fn vpn_bgp_speaker_announce(
         let nh = unsafe { text(next_hop) }?
             .map(|s| parse::<IpAddr>(Some(s)))
             .transpose()?;
-        let attrs = local_attrs(prefix, nh).ok_or(VPN_ERR_INVALID_ARGUMENT)?;
+        let attrs = originated_attributes(prefix, nh).ok_or(VPN_ERR_INVALID_ARGUMENT)?;
         h.speaker.announce(prefix, attrs);
         h.drain();
         Ok(())
@@ -726,29 +679,6 @@ pub(crate) fn parse_prefix(s: &str) -> Option<IpPrefix> {
         IpPrefix::V6(p) => IpAddr::V6(p.addr()),
     };
     (addr == network).then_some(p)
-}
-
-/// Attributes of a locally originated prefix; `None` if the next hop's family
-/// differs from the prefix's.
-pub(crate) fn local_attrs(prefix: IpPrefix, nh: Option<IpAddr>) -> Option<PathAttributes> {
-    let mut a = PathAttributes::default();
-    match (prefix, nh) {
-        (_, None) => {}
-        (IpPrefix::V4(_), Some(IpAddr::V4(v4))) => a.next_hop = Some(v4),
-        (IpPrefix::V6(_), Some(IpAddr::V6(v6))) => {
-            a.mp_reach = Some(MpReach {
-                afi: Afi::IPV6,
-                safi: Safi::UNICAST,
-                next_hop: MpNextHop::Ipv6 {
-                    global: v6,
-                    link_local: None,
-                },
-                nlri: vpn_core::bgp::wire::MpNlri::Ipv6(Default::default()),
-            })
-        }
-        _ => return None,
-    }
-    Some(a)
 }
 
 /// Stops originating a prefix (no effect if it was not announced).

@@ -16,9 +16,10 @@ use vpn_core::bgp::session::{
     Action, ConnectMode, ConnectionId, DownReason, SessionConfig, SessionEvent, State,
 };
 use vpn_core::bgp::speaker::{
-    NeighborConfig, PeerId, RouteEvent, RouteSource, Speaker, SpeakerConfig, SpeakerEvent,
+    originated_attributes, NeighborConfig, PeerId, RouteEvent, RouteSource, Speaker, SpeakerConfig,
+    SpeakerEvent,
 };
-use vpn_core::bgp::wire::{Afi, MpNextHop, MpNlri, MpReach, PathAttributes, Safi};
+use vpn_core::bgp::wire::family_name;
 use vpn_core::entropy::OsEntropy;
 
 use crate::{config_err, now, Input};
@@ -31,53 +32,6 @@ fn state_name(s: State) -> &'static str {
         State::OpenSent => "open_sent",
         State::OpenConfirm => "open_confirm",
         State::Established => "established",
-    }
-}
-
-fn family(afi: Afi, safi: Safi) -> String {
-    let a = match afi {
-        Afi::IPV4 => "ipv4".to_owned(),
-        Afi::IPV6 => "ipv6".to_owned(),
-        Afi(n) => format!("afi {n}"),
-    };
-    if safi == Safi::UNICAST {
-        format!("{a} unicast")
-    } else {
-        format!("{a} safi {}", safi.0)
-    }
-}
-
-fn down_text(reason: &DownReason) -> String {
-    let with_text = |t: &Option<String>| t.as_ref().map_or(String::new(), |t| format!(": {t}"));
-    match reason {
-        DownReason::AdminDown => "administratively stopped".to_owned(),
-        DownReason::HoldTimerExpired => "hold timer expired".to_owned(),
-        DownReason::NotificationReceived {
-            code,
-            subcode,
-            text,
-        } => format!(
-            "NOTIFICATION received (code {}, subcode {subcode}){}",
-            code.0,
-            with_text(text)
-        ),
-        DownReason::NotificationSent {
-            code,
-            subcode,
-            text,
-        } => format!(
-            "NOTIFICATION sent (code {}, subcode {subcode}){}",
-            code.0,
-            with_text(text)
-        ),
-        DownReason::BadPeerAs { expected, received } => {
-            format!("bad peer AS: expected AS{expected}, received AS{received}")
-        }
-        DownReason::ConnectionClosed => "connection closed".to_owned(),
-        DownReason::MaxPrefixesExceeded { afi, safi, limit } => format!(
-            "more than {limit} prefixes received for {}",
-            family(*afi, *safi)
-        ),
     }
 }
 
@@ -198,7 +152,7 @@ fn event(e: &SpeakerEvent, state: State) -> BgpEvent {
                         DownReason::ConnectionClosed => "connection_closed",
                         DownReason::MaxPrefixesExceeded { .. } => "max_prefixes",
                     });
-                    out.message = down_text(reason);
+                    out.message = reason.to_string();
                     if *graceful_restart {
                         out.message
                             .push_str(" (graceful restart: routes kept as stale)");
@@ -206,7 +160,7 @@ fn event(e: &SpeakerEvent, state: State) -> BgpEvent {
                 }
                 SessionEvent::EndOfRib { afi, safi } => {
                     out.kind = "end_of_rib";
-                    out.message = format!("End-of-RIB for {}", family(*afi, *safi));
+                    out.message = format!("End-of-RIB for {}", family_name(*afi, *safi));
                 }
                 SessionEvent::StaleRoutesExpired => {
                     out.kind = "stale_routes_expired";
@@ -214,7 +168,8 @@ fn event(e: &SpeakerEvent, state: State) -> BgpEvent {
                 }
                 SessionEvent::RouteRefreshRequested { afi, safi } => {
                     out.kind = "route_refresh_requested";
-                    out.message = format!("route refresh requested for {}", family(*afi, *safi));
+                    out.message =
+                        format!("route refresh requested for {}", family_name(*afi, *safi));
                 }
             }
         }
@@ -434,27 +389,9 @@ impl BgpSpeaker {
     fn announce(&mut self, prefix: &str, next_hop: Option<&str>) -> PyResult<()> {
         let p = parse_prefix(prefix)?;
         let nh: Option<IpAddr> = next_hop.map(|s| parse_addr(s, "next_hop")).transpose()?;
-        let mut a = PathAttributes::default();
-        match (p, nh) {
-            (_, None) => {}
-            (IpPrefix::V4(_), Some(IpAddr::V4(v4))) => a.next_hop = Some(v4),
-            (IpPrefix::V6(_), Some(IpAddr::V6(v6))) => {
-                a.mp_reach = Some(MpReach {
-                    afi: Afi::IPV6,
-                    safi: Safi::UNICAST,
-                    next_hop: MpNextHop::Ipv6 {
-                        global: v6,
-                        link_local: None,
-                    },
-                    nlri: MpNlri::Ipv6(Default::default()),
-                })
-            }
-            _ => {
-                return Err(PyValueError::new_err(
-                    "next_hop must be of the prefix's address family",
-                ))
-            }
-        }
+        let a = originated_attributes(p, nh).ok_or_else(|| {
+            PyValueError::new_err("next_hop must be of the prefix's address family")
+        })?;
         self.speaker().announce(p, a);
         self.drain();
         Ok(())

@@ -28,6 +28,30 @@ use super::wire::{
     PathAttributes, Safi, UpdateMessage, WireContext, HEADER_LEN, MAX_MESSAGE_LEN,
 };
 
+/// Attributes for a locally originated prefix whose Loc-RIB entry shows
+/// `next_hop` (none: no next hop). `None` when the next hop's family is not
+/// the prefix's. What [`Speaker::announce`] sends is rewritten per neighbour.
+pub fn originated_attributes(prefix: IpPrefix, next_hop: Option<IpAddr>) -> Option<PathAttributes> {
+    let mut attrs = PathAttributes::default();
+    match (prefix, next_hop) {
+        (_, None) => {}
+        (IpPrefix::V4(_), Some(IpAddr::V4(v4))) => attrs.next_hop = Some(v4),
+        (IpPrefix::V6(_), Some(IpAddr::V6(v6))) => {
+            attrs.mp_reach = Some(MpReach {
+                afi: Afi::IPV6,
+                safi: Safi::UNICAST,
+                next_hop: MpNextHop::Ipv6 {
+                    global: v6,
+                    link_local: None,
+                },
+                nlri: MpNlri::Ipv6(Default::default()),
+            })
+        }
+        _ => return None,
+    }
+    Some(attrs)
+}
+
 /// The speaker itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeakerConfig {

@@ -118,6 +118,48 @@ pub enum DownReason {
     },
 }
 
+impl core::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = |t: &Option<String>| t.as_ref().map_or(String::new(), |t| format!(": {t}"));
+        match self {
+            DownReason::AdminDown => f.write_str("administratively stopped"),
+            DownReason::HoldTimerExpired => f.write_str("hold timer expired"),
+            DownReason::NotificationReceived {
+                code,
+                subcode,
+                text: t,
+            } => write!(
+                f,
+                "NOTIFICATION received (code {}, subcode {subcode}){}",
+                code.0,
+                text(t)
+            ),
+            DownReason::NotificationSent {
+                code,
+                subcode,
+                text: t,
+            } => write!(
+                f,
+                "NOTIFICATION sent (code {}, subcode {subcode}){}",
+                code.0,
+                text(t)
+            ),
+            DownReason::BadPeerAs { expected, received } => {
+                write!(
+                    f,
+                    "bad peer AS: expected AS{expected}, received AS{received}"
+                )
+            }
+            DownReason::ConnectionClosed => f.write_str("connection closed"),
+            DownReason::MaxPrefixesExceeded { afi, safi, limit } => write!(
+                f,
+                "more than {limit} prefixes received for {}",
+                super::wire::family_name(*afi, *safi)
+            ),
+        }
+    }
+}
+
 impl DownReason {
     fn sent(n: &NotificationMessage) -> Self {
         DownReason::NotificationSent {

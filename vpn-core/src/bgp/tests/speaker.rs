@@ -856,3 +856,56 @@ fn outbound_cap_backfills_when_dropping_back_to_the_cap() {
     net.run_for(Duration::from_secs(1));
     assert_eq!(net.nodes[1].loc_rib_len(), 100);
 }
+
+#[test]
+fn down_reasons_read_as_operators_expect_and_local_routes_carry_their_next_hop() {
+    use crate::bgp::speaker::originated_attributes;
+    use crate::bgp::wire::{family_name, MpReach};
+    let bad_as = DownReason::BadPeerAs {
+        expected: 64512,
+        received: 65002,
+    };
+    assert_eq!(
+        bad_as.to_string(),
+        "bad peer AS: expected AS64512, received AS65002"
+    );
+    let limit = DownReason::MaxPrefixesExceeded {
+        afi: Afi::IPV6,
+        safi: Safi::UNICAST,
+        limit: 100,
+    };
+    assert_eq!(
+        limit.to_string(),
+        "more than 100 prefixes received for ipv6 unicast"
+    );
+    let shutdown = DownReason::NotificationSent {
+        code: ErrorCode(6),
+        subcode: 2,
+        text: Some("maintenance".into()),
+    };
+    assert_eq!(
+        shutdown.to_string(),
+        "NOTIFICATION sent (code 6, subcode 2): maintenance"
+    );
+    assert_eq!(family_name(Afi(25), Safi(65)), "afi 25 safi 65");
+
+    let v4 = originated_attributes(p("10.1.0.0/16"), Some(ip("169.254.44.41"))).unwrap();
+    assert_eq!(v4.next_hop, Some(Ipv4Addr::new(169, 254, 44, 41)));
+    let v6 = originated_attributes(p("2001:db8::/32"), Some(ip("2001:db8::1"))).unwrap();
+    let Some(MpReach {
+        next_hop: MpNextHop::Ipv6 { global, .. },
+        ..
+    }) = v6.mp_reach
+    else {
+        panic!("{v6:?}")
+    };
+    assert_eq!(IpAddr::V6(global), ip("2001:db8::1"));
+    assert_eq!(
+        originated_attributes(p("10.1.0.0/16"), Some(ip("2001:db8::1"))),
+        None
+    );
+    assert_eq!(
+        originated_attributes(p("10.1.0.0/16"), None),
+        Some(PathAttributes::default())
+    );
+}

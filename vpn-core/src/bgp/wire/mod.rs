@@ -35,7 +35,8 @@ pub use header::{Header, MessageType, HEADER_LEN, MARKER, MAX_MESSAGE_LEN};
 pub use notification::{ErrorCode, NotificationMessage};
 pub use open::{OpenMessage, OptionalParameter, BGP_VERSION};
 pub use prefix::{
-    Afi, Ipv4Nlri, Ipv4Prefix, Ipv6Nlri, Ipv6Prefix, Nlri, NlriIter, Prefix, PrefixError, Safi,
+    family_name, Afi, Ipv4Nlri, Ipv4Prefix, Ipv6Nlri, Ipv6Prefix, Nlri, NlriIter, Prefix,
+    PrefixError, Safi,
 };
 pub use route_refresh::RouteRefreshMessage;
 pub use update::{DecodedUpdate, ErrorAction, UpdateMessage};

@@ -28,6 +28,20 @@ impl Safi {
     pub const MULTICAST: Safi = Safi(2);
 }
 
+/// An address family as operators read it: "ipv4 unicast", "afi 25 safi 65".
+pub fn family_name(afi: Afi, safi: Safi) -> String {
+    let a = match afi {
+        Afi::IPV4 => "ipv4".to_owned(),
+        Afi::IPV6 => "ipv6".to_owned(),
+        Afi(n) => format!("afi {n}"),
+    };
+    if safi == Safi::UNICAST {
+        format!("{a} unicast")
+    } else {
+        format!("{a} safi {}", safi.0)
+    }
+}
+
 /// Why an NLRI field could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixError {
