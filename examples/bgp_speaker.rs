@@ -37,9 +37,8 @@ mod output;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -50,11 +49,11 @@ use vpn_core::bgp::session::{Action, ConnectionId};
 use vpn_core::bgp::speaker::{PeerId, Speaker};
 use vpn_core::bgp::wire::PathAttributes;
 use vpn_core::entropy::OsEntropy;
-use vpn_core::time::Timestamp;
 
 use config::Config;
 use net::{ConnHandle, Input, InputTx};
 use output::{emit, Reporter};
+use vpn_examples::support::{run_with_config, Clock};
 
 /// How long a graceful stop waits for the sockets to flush.
 const STOP_LINGER: Duration = Duration::from_secs(2);
@@ -62,75 +61,7 @@ const STOP_LINGER: Duration = Duration::from_secs(2);
 const INPUT_QUEUE: usize = 256;
 
 fn main() -> ExitCode {
-    let path = match parse_args() {
-        Ok(path) => path,
-        Err(message) => {
-            eprintln!("usage: bgp_speaker --config <file.toml>\n{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match Config::load(&path) {
-        Ok(config) => config,
-        Err(message) => {
-            output::error(message);
-            return ExitCode::from(2);
-        }
-    };
-    // One thread owns the speaker (no locks); the TCP tasks, timers, signals and
-    // stdin all wake one `select!`.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            output::error(format!("cannot start the runtime: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(config));
-    // tokio reads stdin on a blocking thread that may sit in read(2) forever.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            output::error(message);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn parse_args() -> Result<PathBuf, String> {
-    let mut args = std::env::args_os().skip(1);
-    let mut config = None;
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("--config") => {
-                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?))
-            }
-            Some("-h" | "--help") => return Err(String::new()),
-            _ => return Err(format!("unknown argument {arg:?}")),
-        }
-    }
-    config.ok_or_else(|| "missing --config".into())
-}
-
-/// Monotonic time as the core sees it: nanoseconds since startup.
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn now(&self) -> Timestamp {
-        let ns = self.start.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
-    }
-
-    fn instant(&self, at: Timestamp) -> Option<tokio::time::Instant> {
-        self.start
-            .checked_add(Duration::from_nanos(at.as_nanos()))
-            .map(tokio::time::Instant::from_std)
-    }
+    run_with_config("bgp_speaker", Config::load, run, output::error)
 }
 
 /// What the loop needs to know about a neighbour for TCP.
@@ -167,9 +98,7 @@ struct App {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let clock = Clock {
-        start: Instant::now(),
-    };
+    let clock = Clock::start();
     let mut speaker = Speaker::new(config.speaker(), Box::new(OsEntropy));
     let (inputs, mut input_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
     let mut peers = Vec::new();

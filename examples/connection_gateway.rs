@@ -45,22 +45,19 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
-use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use vpn_core::config::{ConnectionConfig, Prefix, Routing};
 use vpn_core::connection::{Connection, ConnectionEvent, SendError, SendOutcome};
 use vpn_core::entropy::OsEntropy;
 use vpn_core::sim::describe;
-use vpn_core::time::Timestamp;
-use vpn_core::tunnel::{Received, Transmit, TunnelError, TunnelEvent, TunnelState, NAT_T_PORT};
+use vpn_core::tunnel::{Received, TunnelError, TunnelEvent, TunnelState, NAT_T_PORT};
+use vpn_examples::support::{self, run_with_config, Clock, IkeSockets, IKE_PORT};
 
-/// UDP port of IKE before NAT-T moves it to [`NAT_T_PORT`].
-const IKE_PORT: u16 = 500;
 /// Datagrams handled per readiness wake-up of one source.
 const BATCH: usize = 64;
 /// Largest UDP payload or TUN packet we can be handed.
@@ -214,125 +211,19 @@ fn state_name(state: TunnelState) -> String {
     snake_name(&format!("{state:?}"))
 }
 
-/// Logs the 1st..5th, then every 1000th occurrence of a recurring problem.
 fn log_rate_limited(count: u64, message: impl FnOnce() -> String) {
-    if count <= 5 || count.is_multiple_of(1000) {
-        eprintln!("connection_gateway: {} (occurrence {count})", message());
-    }
+    support::log_rate_limited("connection_gateway", count, message);
 }
 
 // ------------------------------------------------------------------ main
 
 fn main() -> ExitCode {
-    let path = match parse_args() {
-        Ok(path) => path,
-        Err(message) => {
-            eprintln!("usage: connection_gateway --config <file.toml>\n{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let (program, config) = match load(&path) {
-        Ok(c) => c,
-        Err(message) => {
-            error(message);
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            error(format!("cannot start the runtime: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(program, config));
-    // stdin is read on a blocking thread that may sit in read(2) forever.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            error(message);
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn parse_args() -> Result<PathBuf, String> {
-    let mut args = std::env::args_os().skip(1);
-    let mut config = None;
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("--config") => {
-                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?))
-            }
-            Some("-h" | "--help") => return Err(String::new()),
-            _ => return Err(format!("unknown argument {arg:?}")),
-        }
-    }
-    config.ok_or_else(|| "missing --config".into())
-}
-
-/// Monotonic time as the core sees it: nanoseconds since startup.
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn now(&self) -> Timestamp {
-        let ns = self.start.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
-    }
-
-    fn instant(&self, at: Timestamp) -> Option<tokio::time::Instant> {
-        self.start
-            .checked_add(Duration::from_nanos(at.as_nanos()))
-            .map(tokio::time::Instant::from_std)
-    }
-}
-
-/// UDP 500 and 4500 on the one outside address both tunnels use.
-struct Sockets {
-    ike: UdpSocket,
-    nat_t: UdpSocket,
-}
-
-impl Sockets {
-    async fn bind(local: IpAddr) -> Result<Sockets, String> {
-        let bind = |port| async move {
-            UdpSocket::bind(SocketAddr::new(local, port))
-                .await
-                .map_err(|e| format!("cannot bind UDP {local}:{port}: {e}"))
-        };
-        Ok(Sockets {
-            ike: bind(IKE_PORT).await?,
-            nat_t: bind(NAT_T_PORT).await?,
-        })
-    }
-
-    fn by_port(&self, port: u16) -> Option<&UdpSocket> {
-        match port {
-            IKE_PORT => Some(&self.ike),
-            NAT_T_PORT => Some(&self.nat_t),
-            _ => None,
-        }
-    }
-
-    async fn send(&self, tx: &Transmit, payload: &[u8], errors: &mut u64) {
-        let Some(socket) = self.by_port(tx.local.port()) else {
-            *errors += 1;
-            log_rate_limited(*errors, || {
-                format!("no socket for local port {}", tx.local.port())
-            });
-            return;
-        };
-        if let Err(e) = socket.send_to(payload, tx.remote).await {
-            *errors += 1;
-            log_rate_limited(*errors, || format!("UDP send to {}: {e}", tx.remote));
-        }
-    }
+    run_with_config(
+        "connection_gateway",
+        load,
+        |(program, config)| run(program, config),
+        error,
+    )
 }
 
 struct Gateway {
@@ -340,7 +231,7 @@ struct Gateway {
     connection: Connection,
     entropy: OsEntropy,
     tun: tun_rs::AsyncDevice,
-    sockets: Sockets,
+    sockets: IkeSockets,
     local_ip: IpAddr,
     buf: Vec<u8>,
     control: Vec<u8>,
@@ -350,9 +241,7 @@ struct Gateway {
 }
 
 async fn run(program: ProgramConfig, config: ConnectionConfig) -> Result<(), String> {
-    let clock = Clock {
-        start: Instant::now(),
-    };
+    let clock = Clock::start();
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let local_ip = config.tunnels[0].local_outside_address;
@@ -370,7 +259,7 @@ async fn run(program: ProgramConfig, config: ConnectionConfig) -> Result<(), Str
         .map_err(|e| format!("connection: {e}"))?;
     let mtu = program.tun.mtu.unwrap_or(config.mtu);
     let tun = open_tun(&program.tun, mtu)?;
-    let sockets = Sockets::bind(local_ip).await?;
+    let sockets = IkeSockets::bind("connection_gateway", local_ip).await?;
     let mut gw = Gateway {
         clock,
         connection,

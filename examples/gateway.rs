@@ -32,23 +32,19 @@ mod output;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
-use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use vpn_core::entropy::OsEntropy;
-use vpn_core::time::Timestamp;
-use vpn_core::tunnel::{Keying, Received, Transmit, Tunnel, TunnelError, TunnelState, NAT_T_PORT};
+use vpn_core::tunnel::{Keying, Received, Tunnel, TunnelError, TunnelState, NAT_T_PORT};
 
 use config::GatewayConfig;
 use output::{emit, EventWriter, IoCounters};
+use vpn_examples::support::{self, run_with_config, Clock, IkeSockets, IKE_PORT};
 
-/// UDP port of IKE before NAT-T moves it to [`NAT_T_PORT`].
-const IKE_PORT: u16 = 500;
 /// Datagrams handled per readiness wake-up of one source before the loop looks
 /// at the others (fairness between the TUN, both sockets and the timer).
 const BATCH: usize = 64;
@@ -60,132 +56,11 @@ const STOP_LINGER: Duration = Duration::from_secs(2);
 const STATS_EVERY: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
-    let path = match parse_args() {
-        Ok(path) => path,
-        Err(message) => {
-            eprintln!("usage: gateway --config <file.toml>\n{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match GatewayConfig::load(&path) {
-        Ok(config) => config,
-        Err(message) => {
-            output::error(message);
-            return ExitCode::from(2);
-        }
-    };
-    // One thread: the tunnel has a single owner and needs no locks, the
-    // sockets, the TUN, the timer, the signals and stdin all wake one
-    // `select!`, and the gateway leaves the other core to the peer. A
-    // current-thread tokio runtime gives all of that (and async signal and
-    // stdin handling) without hand-written epoll code or `unsafe`.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            output::error(format!("cannot start the runtime: {e}"));
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(config));
-    // tokio reads stdin on a blocking thread that may sit in read(2) forever:
-    // do not wait for it.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            output::error(message);
-            ExitCode::FAILURE
-        }
-    }
+    run_with_config("gateway", GatewayConfig::load, run, output::error)
 }
 
-fn parse_args() -> Result<PathBuf, String> {
-    let mut args = std::env::args_os().skip(1);
-    let mut config = None;
-    while let Some(arg) = args.next() {
-        match arg.to_str() {
-            Some("--config") => {
-                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?))
-            }
-            Some("-h" | "--help") => return Err(String::new()),
-            _ => return Err(format!("unknown argument {arg:?}")),
-        }
-    }
-    config.ok_or_else(|| "missing --config".into())
-}
-
-/// Monotonic time as the core sees it: nanoseconds since startup.
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn now(&self) -> Timestamp {
-        let ns = self.start.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
-    }
-
-    /// The instant of a core deadline, `None` if it lies beyond any clock.
-    fn instant(&self, at: Timestamp) -> Option<tokio::time::Instant> {
-        self.start
-            .checked_add(Duration::from_nanos(at.as_nanos()))
-            .map(tokio::time::Instant::from_std)
-    }
-}
-
-/// The two UDP sockets on the outside address.
-struct Sockets {
-    ike: UdpSocket,
-    nat_t: UdpSocket,
-}
-
-impl Sockets {
-    async fn bind(local: IpAddr) -> Result<Sockets, String> {
-        let bind = |port| async move {
-            UdpSocket::bind(SocketAddr::new(local, port))
-                .await
-                .map_err(|e| format!("cannot bind UDP {local}:{port}: {e}"))
-        };
-        Ok(Sockets {
-            ike: bind(IKE_PORT).await?,
-            nat_t: bind(NAT_T_PORT).await?,
-        })
-    }
-
-    fn by_port(&self, port: u16) -> Option<&UdpSocket> {
-        match port {
-            IKE_PORT => Some(&self.ike),
-            NAT_T_PORT => Some(&self.nat_t),
-            _ => None,
-        }
-    }
-
-    /// Sends `payload` as the tunnel asked: from `tx.local`'s port to `tx.remote`.
-    async fn send(&self, tx: &Transmit, payload: &[u8], io: &mut IoCounters) {
-        let Some(socket) = self.by_port(tx.local.port()) else {
-            io.send_errors += 1;
-            log_rate_limited(io.send_errors, || {
-                format!("no socket for local port {}", tx.local.port())
-            });
-            return;
-        };
-        if let Err(e) = socket.send_to(payload, tx.remote).await {
-            // E.g. "network unreachable" while the outside link is down: the
-            // datagram is lost like any other; IKE/DPD (or the peer) notices.
-            io.send_errors += 1;
-            log_rate_limited(io.send_errors, || format!("UDP send to {}: {e}", tx.remote));
-        }
-    }
-}
-
-/// Logs the 1st..5th, then every 1000th occurrence of a recurring problem.
 fn log_rate_limited(count: u64, message: impl FnOnce() -> String) {
-    if count <= 5 || count.is_multiple_of(1000) {
-        eprintln!("gateway: {} (occurrence {count})", message());
-    }
+    support::log_rate_limited("gateway", count, message);
 }
 
 /// Everything the loop owns.
@@ -194,7 +69,7 @@ struct Gateway {
     tunnel: Tunnel,
     entropy: OsEntropy,
     tun: tun_rs::AsyncDevice,
-    sockets: Sockets,
+    sockets: IkeSockets,
     local_ip: IpAddr,
     /// The data path's one buffer (TUN -> seal -> UDP, UDP -> open -> TUN).
     buf: Vec<u8>,
@@ -205,16 +80,14 @@ struct Gateway {
 }
 
 async fn run(config: GatewayConfig) -> Result<(), String> {
-    let clock = Clock {
-        start: Instant::now(),
-    };
+    let clock = Clock::start();
     // Before anything is announced: a supervisor may signal right after `ready`.
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
     let settings = config.tunnel_settings()?;
     let tunnel = Tunnel::new(settings, clock.now()).map_err(|e| format!("tunnel: {e}"))?;
     let tun = open_tun(&config)?;
-    let sockets = Sockets::bind(config.outside.local).await?;
+    let sockets = IkeSockets::bind("gateway", config.outside.local).await?;
     let mut gw = Gateway {
         clock,
         tunnel,
@@ -381,7 +254,7 @@ impl Gateway {
             match self.tunnel.send_inner(now, &mut self.buf, n) {
                 Ok(tx) => {
                     self.sockets
-                        .send(&tx, &self.buf[..tx.len], &mut self.io)
+                        .send(&tx, &self.buf[..tx.len], &mut self.io.send_errors)
                         .await
                 }
                 // Counted by the tunnel (drops_not_connected).
@@ -434,7 +307,7 @@ impl Gateway {
     async fn drain(&mut self) {
         while let Some(tx) = self.tunnel.poll_transmit(&mut self.control) {
             self.sockets
-                .send(&tx, &self.control[..tx.len], &mut self.io)
+                .send(&tx, &self.control[..tx.len], &mut self.io.send_errors)
                 .await;
         }
         while let Some(event) = self.tunnel.poll_event() {

@@ -1,5 +1,7 @@
 //! Small helpers shared by the example programs.
 
+pub mod support;
+
 /// Builds an IPv4/UDP packet from `src` to `dst` carrying `payload`
 /// (checksums left zero: the examples never hand these to a kernel).
 pub fn ipv4_udp_packet(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
