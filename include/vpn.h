@@ -590,6 +590,10 @@ typedef struct vpn_config_change {
    * Failover, MTU, MSS clamping, DF or fragmentation options changed.
    */
   bool policy_changed;
+  /**
+   * The prefixes announced over BGP changed (on the running sessions).
+   */
+  bool advertised_changed;
 } vpn_config_change;
 
 /**
@@ -1529,8 +1533,8 @@ vpn_result vpn_connection_rekey_tunnel(struct vpn_connection *conn,
 /**
  * Replaces the running configuration, as AWS's ModifyVpnTunnelOptions
  * does: only tunnels whose options changed restart (the other keeps
- * carrying traffic); static routes and the failover and packet options
- * apply at once. Nothing changes on error: `VPN_ERR_INVALID_CONFIG` (every
+ * carrying traffic); static routes, prefixes announced over BGP and the
+ * failover and packet options apply at once. Nothing changes on error: `VPN_ERR_INVALID_CONFIG` (every
  * problem in this thread's last error, as `vpn_config_validate` records
  * them) or `VPN_ERR_CANNOT_CHANGE` (a routing or role change, which needs
  * a new connection). `out` may be NULL; `config` is only read.

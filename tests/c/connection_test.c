@@ -346,7 +346,7 @@ int main(void) {
     CHECK(replace(a, edited(SITE_A, "c_test_psk.tunnel2", "c_next_psk.tunnel2"), now, &change) ==
           VPN_OK);
     CHECK(change.tunnels_restarted == 2 && change.tunnels_failed == 0);
-    CHECK(!change.routes_changed && !change.policy_changed);
+    CHECK(!change.routes_changed && !change.policy_changed && !change.advertised_changed);
     CHECK(vpn_connection_tunnel_state(a, 1) != VPN_TUNNEL_UP);
     CHECK(vpn_connection_active_tunnel(a) == 0);
     run(a, b, &now, now + 5 * SEC);

@@ -499,6 +499,8 @@ pub struct vpn_config_change {
     pub routes_changed: bool,
     /// Failover, MTU, MSS clamping, DF or fragmentation options changed.
     pub policy_changed: bool,
+    /// The prefixes announced over BGP changed (on the running sessions).
+    pub advertised_changed: bool,
 }
 
 fn mask(tunnels: impl IntoIterator<Item = usize>) -> u32 {
@@ -515,14 +517,15 @@ impl From<&ConfigChange> for vpn_config_change {
             tunnels_failed: mask(c.failed_to_start.iter().map(|(t, _)| *t)),
             routes_changed: c.routes_changed,
             policy_changed: c.policy_changed,
+            advertised_changed: c.advertised_changed,
         }
     }
 }
 
 /// Replaces the running configuration, as AWS's ModifyVpnTunnelOptions
 /// does: only tunnels whose options changed restart (the other keeps
-/// carrying traffic); static routes and the failover and packet options
-/// apply at once. Nothing changes on error: `VPN_ERR_INVALID_CONFIG` (every
+/// carrying traffic); static routes, prefixes announced over BGP and the
+/// failover and packet options apply at once. Nothing changes on error: `VPN_ERR_INVALID_CONFIG` (every
 /// problem in this thread's last error, as `vpn_config_validate` records
 /// them) or `VPN_ERR_CANNOT_CHANGE` (a routing or role change, which needs
 /// a new connection). `out` may be NULL; `config` is only read.

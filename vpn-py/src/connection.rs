@@ -371,12 +371,13 @@ impl Connection {
 
     /// Replaces the running configuration, as AWS's ModifyVpnTunnelOptions
     /// does: only tunnels whose options changed restart (the other keeps
-    /// carrying traffic); static routes and failover and packet options
-    /// apply at once. Returns what changed: `{"tunnels_restarted": [...],
-    /// "failed_to_start": {tunnel: message}, "routes_changed": bool,
-    /// "policy_changed": bool}`. Nothing changes on error: `vpn.ConfigError`
-    /// for an invalid configuration, `vpn.VpnError` for a routing or role
-    /// change (those need a new connection).
+    /// carrying traffic); static routes, prefixes announced over BGP and
+    /// failover and packet options apply at once. Returns what changed:
+    /// `{"tunnels_restarted": [...], "failed_to_start": {tunnel: message},
+    /// "routes_changed": bool, "policy_changed": bool,
+    /// "advertised_changed": bool}`. Nothing changes on error:
+    /// `vpn.ConfigError` for an invalid configuration, `vpn.VpnError` for a
+    /// routing or role change (those need a new connection).
     #[pyo3(signature = (config, now_ns = None))]
     fn replace_config<'py>(
         &mut self,
@@ -406,6 +407,7 @@ impl Connection {
         out.set_item("failed_to_start", failed)?;
         out.set_item("routes_changed", change.routes_changed)?;
         out.set_item("policy_changed", change.policy_changed)?;
+        out.set_item("advertised_changed", change.advertised_changed)?;
         Ok(out)
     }
 

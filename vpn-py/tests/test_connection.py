@@ -159,7 +159,7 @@ def test_replace_config_restarts_only_the_changed_tunnel(pair: Pair) -> None:
     assert pair.b.replace_config(edited(False), now_ns=pair.now)["tunnels_restarted"] == [1]
     change = pair.a.replace_config(edited(True), now_ns=pair.now)
     assert change == {"tunnels_restarted": [1], "failed_to_start": {}, "routes_changed": False,
-                      "policy_changed": False}
+                      "policy_changed": False, "advertised_changed": False}
     assert pair.a.tunnel_state(0) == "up" and pair.a.tunnel_state(1) != "up"
     pair.run(5)
     assert pair.a.tunnel_state(1) == "up"

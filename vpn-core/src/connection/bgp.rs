@@ -11,7 +11,7 @@ use core::time::Duration;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::inside::{InsideStack, TcpChange};
-use crate::bgp::policy::Policy;
+use crate::bgp::policy::{Actions, Policy, PrefixList, PrefixListEntry};
 use crate::bgp::rib::IpPrefix;
 use crate::bgp::session::{Action, ConnectMode, ConnectionId, SessionConfig, SessionEvent};
 use crate::bgp::speaker::{
@@ -30,8 +30,13 @@ pub struct BgpSettings {
     pub peer_asn: u32,
     /// Hold time offered, seconds (0 or at least 3).
     pub hold_time: u16,
+    /// Keepalive interval, seconds; `None`: a third of the negotiated hold time.
+    pub keepalive: Option<u16>,
     /// Prefixes we announce over every tunnel.
     pub advertised: Vec<Prefix>,
+    /// Prefixes accepted from the peer, each exactly or more specific;
+    /// empty: everything.
+    pub accepted: Vec<Prefix>,
     /// Take the session down when the peer sends more (AWS VGW: 100 from a CGW).
     pub max_prefixes_in: Option<u32>,
     /// Announce at most this many prefixes.
@@ -100,6 +105,7 @@ impl BgpRouting {
                 IpAddr::V4(peer),
             );
             session.hold_time = settings.hold_time;
+            session.keepalive_time = settings.keepalive;
             session.mode = if settings.active {
                 ConnectMode::Active
             } else {
@@ -110,7 +116,7 @@ impl BgpRouting {
             session.idle_hold_time = Duration::from_secs(1);
             session.ipv6_unicast = false;
             let mut neighbor = NeighborConfig::new(session);
-            neighbor.import = Some(Policy::accept_all());
+            neighbor.import = Some(import_policy(&settings.accepted));
             neighbor.export = Some(Policy::accept_all());
             neighbor.max_prefixes = settings.max_prefixes_in.map(|limit| MaxPrefixes {
                 limit,
@@ -128,25 +134,33 @@ impl BgpRouting {
             );
             links.push((stack, peer_id));
         }
-        for prefix in &settings.advertised {
-            if let Some(prefix) = to_bgp_prefix(*prefix) {
-                speaker.announce(
-                    prefix,
-                    PathAttributes {
-                        origin: Some(Origin::Igp),
-                        ..PathAttributes::default()
-                    },
-                );
-            }
-        }
-        for (_, peer) in &links {
-            speaker.start(now, *peer);
-        }
-        Ok(BgpRouting {
+        let mut routing = BgpRouting {
             speaker,
             links,
             scratch: Vec::new(),
-        })
+        };
+        routing.readvertise(&[], &settings.advertised);
+        for (_, peer) in &routing.links {
+            routing.speaker.start(now, *peer);
+        }
+        Ok(routing)
+    }
+
+    /// Withdraws `removed` and announces `added` among the prefixes this end
+    /// originates; the next [`drive`](Self::drive) sends the UPDATEs.
+    pub(crate) fn readvertise(&mut self, removed: &[Prefix], added: &[Prefix]) {
+        for prefix in removed.iter().filter_map(|p| to_bgp_prefix(*p)) {
+            self.speaker.withdraw(prefix);
+        }
+        for prefix in added.iter().filter_map(|p| to_bgp_prefix(*p)) {
+            self.speaker.announce(
+                prefix,
+                PathAttributes {
+                    origin: Some(Origin::Igp),
+                    ..PathAttributes::default()
+                },
+            );
+        }
     }
 
     pub(crate) fn speaker(&self) -> &Speaker {
@@ -355,6 +369,27 @@ impl BgpRouting {
         let stacks = self.links.iter_mut().filter_map(|(s, _)| s.poll_at(now));
         stacks.chain(self.speaker.poll_timeout()).min()
     }
+}
+
+/// Accepts every route, or with `accepted` prefixes only those each
+/// covers (exact or more specific), as a prefix list `le 32/128` would.
+fn import_policy(accepted: &[Prefix]) -> Policy {
+    if accepted.is_empty() {
+        return Policy::accept_all();
+    }
+    let entries = accepted
+        .iter()
+        .filter_map(|p| to_bgp_prefix(*p))
+        .map(|p| {
+            let longest = if matches!(p, IpPrefix::V4(_)) {
+                32
+            } else {
+                128
+            };
+            PrefixListEntry::orlonger(p, longest)
+        })
+        .collect();
+    Policy::prefix_list(PrefixList::new(entries), Actions::default())
 }
 
 fn stack_is_passive(speaker: &Speaker, peer: PeerId) -> bool {

@@ -92,10 +92,11 @@ impl ConnectionPolicy {
                 local_asn,
                 peer_asn,
                 hold_time,
+                keepalive,
                 advertised_prefixes,
+                accepted_prefixes,
                 max_prefixes_in,
                 max_prefixes_out,
-                ..
             } => {
                 let role = config.role;
                 let inside_addresses = config
@@ -107,7 +108,9 @@ impl ConnectionPolicy {
                     local_asn: *local_asn,
                     peer_asn: *peer_asn,
                     hold_time: *hold_time,
+                    keepalive: Some(*keepalive),
                     advertised: advertised_prefixes.clone(),
+                    accepted: accepted_prefixes.clone(),
                     max_prefixes_in: *max_prefixes_in,
                     max_prefixes_out: Some(*max_prefixes_out as usize),
                     active: role == crate::config::Role::Cgw,

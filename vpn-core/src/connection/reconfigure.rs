@@ -9,7 +9,7 @@ use crate::route::{Route, RouteOrigin, TunnelIndex};
 use crate::time::Timestamp;
 use crate::tunnel::{Tunnel, TunnelError, TunnelSettings};
 
-use super::{Connection, ConnectionError, ConnectionEvent, ConnectionPolicy};
+use super::{BgpSettings, Connection, ConnectionError, ConnectionEvent, ConnectionPolicy};
 
 /// Room for any UDP payload a closing tunnel still has to send.
 const MAX_DATAGRAM: usize = 65_535;
@@ -33,6 +33,9 @@ pub struct ConfigChange {
     pub routes_changed: bool,
     /// Failover, MTU, MSS clamping, DF or fragmentation options changed.
     pub policy_changed: bool,
+    /// The prefixes this end announces over BGP changed (withdrawn and
+    /// announced on the running sessions).
+    pub advertised_changed: bool,
     /// Restarted tunnels that could not connect with their new options.
     pub failed_to_start: Vec<(TunnelIndex, TunnelError)>,
 }
@@ -40,7 +43,10 @@ pub struct ConfigChange {
 impl ConfigChange {
     /// Nothing differed from the running configuration.
     pub fn is_empty(&self) -> bool {
-        self.tunnels_restarted.is_empty() && !self.routes_changed && !self.policy_changed
+        self.tunnels_restarted.is_empty()
+            && !self.routes_changed
+            && !self.policy_changed
+            && !self.advertised_changed
     }
 }
 
@@ -52,10 +58,9 @@ pub enum ReplaceError {
     #[error(transparent)]
     Invalid(#[from] ConnectionError),
     /// As at AWS, switching between static and BGP routing, or changing the
-    /// BGP settings, needs a new connection.
-    #[error(
-        "the routing (static or BGP, and BGP's settings) cannot change on a running connection"
-    )]
+    /// BGP session settings (ASNs, hold time, limits), needs a new
+    /// connection; the announced prefixes may change.
+    #[error("the routing (static or BGP, and BGP's session settings) cannot change on a running connection")]
     RoutingChange,
     #[error("the role (customer gateway or VGW) cannot change on a running connection")]
     RoleChange,
@@ -114,7 +119,8 @@ impl Connection {
     /// in [`poll_transmit`](Self::poll_transmit)) and rebuilt, reconnecting
     /// if [`connect`](Self::connect) had been called and the operator wants
     /// it up; its routes move to the other tunnel meanwhile. Static
-    /// prefixes and the failover and packet options apply at once.
+    /// prefixes, prefixes announced over BGP, and the failover and packet
+    /// options apply at once.
     pub fn replace_config(
         &mut self,
         now: Timestamp,
@@ -131,7 +137,14 @@ impl Connection {
         let policy = ConnectionPolicy::from_config(config);
         let static_routes =
             |r: &crate::config::Routing| matches!(r, crate::config::Routing::Static { .. });
-        if policy.bgp != self.policy.bgp
+        // BGP settings apart from the prefixes announced.
+        let session_settings = |b: &Option<BgpSettings>| {
+            b.as_ref().map(|b| BgpSettings {
+                advertised: Vec::new(),
+                ..b.clone()
+            })
+        };
+        if session_settings(&policy.bgp) != session_settings(&self.policy.bgp)
             || static_routes(&config.routing) != static_routes(&running.routing)
         {
             return Err(ReplaceError::RoutingChange);
@@ -160,6 +173,24 @@ impl Connection {
         change.policy_changed = packet_policy(&policy) != packet_policy(&self.policy);
         if change.routes_changed {
             self.replace_static_routes(&policy.static_routes);
+        }
+        if let (Some(old), Some(new), Some(bgp)) =
+            (&self.policy.bgp, &policy.bgp, self.bgp.as_mut())
+        {
+            let removed: Vec<Prefix> = old
+                .advertised
+                .iter()
+                .filter(|p| !new.advertised.contains(p))
+                .copied()
+                .collect();
+            let added: Vec<Prefix> = new
+                .advertised
+                .iter()
+                .filter(|p| !old.advertised.contains(p))
+                .copied()
+                .collect();
+            change.advertised_changed = !removed.is_empty() || !added.is_empty();
+            bgp.readvertise(&removed, &added);
         }
         if policy.failover != self.policy.failover {
             // A new preferred tunnel is a new bring-up, not a failback.

@@ -631,3 +631,99 @@ fn an_operator_rekey_renews_the_child_or_the_ike_sa_of_one_tunnel() {
     // Out-of-range tunnels are ignored.
     net.site_mut(0).rekey_tunnel(now, 7, RekeyKind::Ike);
 }
+
+/// The fixture with its BGP routing for both ends: the CGW (AS 65010)
+/// announces `cgw_announces`; AWS's end (AS 64512) announces 10.2.0.0/16 and
+/// accepts only what `vgw_accepts` covers.
+fn bgp_pair(
+    cgw_announces: &[&str],
+    vgw_accepts: &[&str],
+) -> (
+    crate::config::ConnectionConfig,
+    crate::config::ConnectionConfig,
+) {
+    let (mut cgw, mut vgw) = fixture_pair();
+    let prefixes = |list: &[&str]| list.iter().map(|p| p.parse().unwrap()).collect();
+    cgw.routing = crate::config::Routing::Bgp {
+        local_asn: 65010,
+        peer_asn: 64512,
+        hold_time: 30,
+        keepalive: 10,
+        advertised_prefixes: prefixes(cgw_announces),
+        accepted_prefixes: Vec::new(),
+        max_prefixes_in: None,
+        max_prefixes_out: 100,
+    };
+    vgw.routing = crate::config::Routing::Bgp {
+        local_asn: 64512,
+        peer_asn: 65010,
+        hold_time: 30,
+        keepalive: 10,
+        advertised_prefixes: prefixes(&["10.2.0.0/16"]),
+        accepted_prefixes: prefixes(vgw_accepts),
+        max_prefixes_in: None,
+        max_prefixes_out: 100,
+    };
+    (cgw, vgw)
+}
+
+/// Prefixes a site routes into tunnel 0 that BGP taught it.
+fn bgp_routes(c: &Connection) -> Vec<String> {
+    let mut routes: Vec<String> = c
+        .routes()
+        .iter()
+        .filter(|r| r.tunnel == 0 && matches!(r.origin, crate::route::RouteOrigin::Bgp { .. }))
+        .map(|r| r.prefix.to_string())
+        .collect();
+    routes.sort();
+    routes
+}
+
+#[test]
+fn bgp_announcements_follow_a_replaced_config_and_the_accepted_prefixes_filter() {
+    let (cgw, vgw) = bgp_pair(&["10.1.0.0/16", "192.168.0.0/16"], &["10.0.0.0/8"]);
+    let mut rng = SeededEntropy::new(31);
+    let mut a = Connection::from_config(&cgw, T0, &mut rng).unwrap();
+    let mut b = Connection::from_config(&vgw, T0, &mut rng).unwrap();
+    a.connect(T0, &mut rng).unwrap();
+    b.connect(T0, &mut rng).unwrap();
+    let mut net = crate::sim::TwoSites::new(
+        ["cgw", "vgw"],
+        a,
+        b,
+        crate::sim::LinkConditions::default(),
+        7,
+        T0,
+    );
+    net.run_until(Timestamp::from_secs(20));
+    // AWS's end accepts 10.1.0.0/16 (inside 10.0.0.0/8) but not 192.168.0.0/16.
+    assert_eq!(bgp_routes(net.site(1)), ["10.1.0.0/16"]);
+    assert_eq!(bgp_routes(net.site(0)), ["10.2.0.0/16"]);
+
+    // The customer announces one more network and stops announcing another.
+    let (cgw, _) = bgp_pair(&["10.3.0.0/16", "192.168.0.0/16"], &[]);
+    let now = net.now();
+    let change = net.site_mut(0).replace_config(now, &cgw, &mut rng).unwrap();
+    assert_eq!(
+        change,
+        ConfigChange {
+            advertised_changed: true,
+            ..ConfigChange::default()
+        }
+    );
+    net.run_until(now + Duration::from_secs(2));
+    assert_eq!(bgp_routes(net.site(1)), ["10.3.0.0/16"]);
+    for t in 0..2 {
+        assert_eq!(net.site(0).tunnel(t).unwrap().state(), TunnelState::Up);
+    }
+
+    // A new ASN is a new connection.
+    let (mut other_as, _) = bgp_pair(&["10.3.0.0/16"], &[]);
+    if let crate::config::Routing::Bgp { local_asn, .. } = &mut other_as.routing {
+        *local_asn = 65011;
+    }
+    assert_eq!(
+        net.site_mut(0).replace_config(now, &other_as, &mut rng),
+        Err(ReplaceError::RoutingChange)
+    );
+}

@@ -419,7 +419,7 @@ class Connection:
     def replace_config(self, config: Config, now_ns: Optional[int] = None) -> dict[str, Any]:
         """Applies ``config``, restarting only the tunnels whose options changed;
         returns ``tunnels_restarted``, ``failed_to_start``, ``routes_changed``,
-        ``policy_changed``. Raises :class:`ConfigError` or, for a routing or
+        ``policy_changed``, ``advertised_changed``. Raises :class:`ConfigError` or, for a routing or
         role change, :class:`VpnError`."""
     def handle_datagram(
         self,
