@@ -4,10 +4,12 @@
 //! - [`kdf`]: IKEv2 key derivation (RFC 7296 §2.13, §2.14, §2.17, §2.18).
 //! - [`ikev1`]: IKEv1 key derivation for pre-shared keys (RFC 2409 §5, Appendix B).
 //! - [`dh`]: the Diffie-Hellman groups (MODP, NIST ECP, Curve25519).
+//! - `cipher`: AES-CBC and short-ICV AES-GCM, shared by ESP and IKE.
 //!
 //! Everything here is pure: randomness comes in through [`crate::entropy::Entropy`],
 //! and secrets live in buffers that are wiped on drop and never printed.
 
+pub(crate) mod cipher;
 pub mod dh;
 pub mod ikev1;
 pub mod kdf;

@@ -5,16 +5,14 @@
 //! (RFC 4303 §2): `SPI | Sequence | IV | payload, padding, pad length, next
 //! header | ICV`. The caller has written everything but the IV, ciphertext and ICV.
 
-use aes::cipher::{BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
-use aes::{Aes128, Aes256};
-use aes_gcm::aead::consts::{U12, U8};
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::AesGcm;
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
+use aes::Aes128;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
 use subtle::ConstantTimeEq;
 
 use super::{EncryptionAlgorithm, EspError, IntegrityAlgorithm, KeyKind};
+use crate::crypto::cipher::{AesCbc, GcmFailure, ShortGcm};
 
 /// SPI and sequence number.
 pub(crate) const ESP_HEADER_LEN: usize = 8;
@@ -43,24 +41,12 @@ enum Kind {
     ShortGcm { gcm: ShortGcm, salt: [u8; 4] },
     /// AES-CBC (RFC 3602) with HMAC (RFC 2404 / RFC 4868).
     CbcHmac {
-        cipher: CbcCipher,
+        cipher: AesCbc,
         /// Keyed permutation of the sequence number that makes each CBC IV
         /// unpredictable to anyone without the SA's entropy (RFC 3602 §3).
         iv_generator: Aes128,
         mac: hmac::Key,
     },
-}
-
-enum ShortGcm {
-    Aes128Icv12(AesGcm<Aes128, U12, U12>),
-    Aes256Icv12(AesGcm<Aes256, U12, U12>),
-    Aes128Icv8(AesGcm<Aes128, U12, U8>),
-    Aes256Icv8(AesGcm<Aes256, U12, U8>),
-}
-
-enum CbcCipher {
-    Aes128(Aes128),
-    Aes256(Aes256),
 }
 
 impl Transform {
@@ -85,7 +71,7 @@ impl Transform {
             enc_keymat.split_at(encryption.keymat_len() - encryption.salt_len());
         let mut salt = [0u8; 4];
         salt[..salt_bytes.len()].copy_from_slice(salt_bytes);
-        let bad_key = |_| EspError::InvalidKeyLength {
+        let bad_key = || EspError::InvalidKeyLength {
             key: KeyKind::Encryption,
             expected: encryption.keymat_len(),
             got: enc_keymat.len(),
@@ -100,12 +86,7 @@ impl Transform {
                         got: integ_key.len(),
                     });
                 }
-                let cipher = match encryption {
-                    E::Aes128Cbc => {
-                        CbcCipher::Aes128(Aes128::new_from_slice(key).map_err(bad_key)?)
-                    }
-                    _ => CbcCipher::Aes256(Aes256::new_from_slice(key).map_err(bad_key)?),
-                };
+                let cipher = AesCbc::new(key).ok_or_else(bad_key)?;
                 let kind = Kind::CbcHmac {
                     cipher,
                     iv_generator: Aes128::new(iv_seed.into()),
@@ -143,18 +124,7 @@ impl Transform {
                 )
             }
             (E::Aes128Gcm12 | E::Aes256Gcm12 | E::Aes128Gcm8 | E::Aes256Gcm8, None) => {
-                let gcm = match encryption {
-                    E::Aes128Gcm12 => {
-                        ShortGcm::Aes128Icv12(KeyInit::new_from_slice(key).map_err(bad_key)?)
-                    }
-                    E::Aes256Gcm12 => {
-                        ShortGcm::Aes256Icv12(KeyInit::new_from_slice(key).map_err(bad_key)?)
-                    }
-                    E::Aes128Gcm8 => {
-                        ShortGcm::Aes128Icv8(KeyInit::new_from_slice(key).map_err(bad_key)?)
-                    }
-                    _ => ShortGcm::Aes256Icv8(KeyInit::new_from_slice(key).map_err(bad_key)?),
-                };
+                let gcm = ShortGcm::new(key, encryption.aead_icv_len()).ok_or_else(bad_key)?;
                 (Kind::ShortGcm { gcm, salt }, encryption.aead_icv_len())
             }
         };
@@ -219,12 +189,8 @@ impl Transform {
                 let aad = AeadAad::new(packet, seq);
                 let (head, icv) = packet.split_at_mut(icv_start);
                 let body = &mut head[body_start..];
-                match gcm {
-                    ShortGcm::Aes128Icv12(g) => gcm_seal(g, &nonce, aad.as_slice(), body, icv)?,
-                    ShortGcm::Aes256Icv12(g) => gcm_seal(g, &nonce, aad.as_slice(), body, icv)?,
-                    ShortGcm::Aes128Icv8(g) => gcm_seal(g, &nonce, aad.as_slice(), body, icv)?,
-                    ShortGcm::Aes256Icv8(g) => gcm_seal(g, &nonce, aad.as_slice(), body, icv)?,
-                }
+                gcm.seal(&nonce, aad.as_slice(), body, icv)
+                    .map_err(gcm_error)?;
             }
             Kind::CbcHmac {
                 cipher,
@@ -244,10 +210,7 @@ impl Transform {
                 if !body.len().is_multiple_of(16) {
                     return Err(EspError::Malformed("CBC payload not block aligned"));
                 }
-                match cipher {
-                    CbcCipher::Aes128(c) => cbc_encrypt::<Aes128>(c, &iv, body),
-                    CbcCipher::Aes256(c) => cbc_encrypt::<Aes256>(c, &iv, body),
-                }
+                cipher.encrypt(&iv, body);
                 let tag = hmac_tag(mac, &packet[..icv_start], seq);
                 packet[icv_start..].copy_from_slice(&tag.as_ref()[..self.icv_len]);
             }
@@ -276,12 +239,8 @@ impl Transform {
                 let aad = AeadAad::new(packet, seq);
                 let (head, icv) = packet.split_at_mut(icv_start);
                 let body = &mut head[body_start..];
-                match gcm {
-                    ShortGcm::Aes128Icv12(g) => gcm_open(g, &nonce, aad.as_slice(), body, icv)?,
-                    ShortGcm::Aes256Icv12(g) => gcm_open(g, &nonce, aad.as_slice(), body, icv)?,
-                    ShortGcm::Aes128Icv8(g) => gcm_open(g, &nonce, aad.as_slice(), body, icv)?,
-                    ShortGcm::Aes256Icv8(g) => gcm_open(g, &nonce, aad.as_slice(), body, icv)?,
-                }
+                gcm.open(&nonce, aad.as_slice(), body, icv)
+                    .map_err(gcm_error)?;
             }
             Kind::CbcHmac { cipher, mac, .. } => {
                 let tag = hmac_tag(mac, &packet[..icv_start], seq);
@@ -295,10 +254,7 @@ impl Transform {
                 if !body.len().is_multiple_of(16) {
                     return Err(EspError::Malformed("CBC payload not block aligned"));
                 }
-                match cipher {
-                    CbcCipher::Aes128(c) => cbc_decrypt::<Aes128>(c, &iv, body),
-                    CbcCipher::Aes256(c) => cbc_decrypt::<Aes256>(c, &iv, body),
-                }
+                cipher.decrypt(&iv, body);
             }
         }
         Ok(body_start..icv_start)
@@ -326,34 +282,11 @@ impl IvChoice<'_> {
     }
 }
 
-fn gcm_seal<A: AeadInOut>(
-    gcm: &A,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    body: &mut [u8],
-    icv: &mut [u8],
-) -> Result<(), EspError> {
-    let nonce = aes_gcm::aead::Nonce::<A>::try_from(&nonce[..])
-        .map_err(|_| EspError::Malformed("nonce length"))?;
-    let tag = gcm
-        .encrypt_inout_detached(&nonce, aad, body.into())
-        .map_err(|_| EspError::Malformed("payload too long for the AEAD"))?;
-    icv.copy_from_slice(&tag);
-    Ok(())
-}
-
-fn gcm_open<A: AeadInOut>(
-    gcm: &A,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    body: &mut [u8],
-    icv: &[u8],
-) -> Result<(), EspError> {
-    let nonce = aes_gcm::aead::Nonce::<A>::try_from(&nonce[..])
-        .map_err(|_| EspError::Malformed("nonce length"))?;
-    let tag = aes_gcm::aead::Tag::<A>::try_from(icv).map_err(|_| EspError::Authentication)?;
-    gcm.decrypt_inout_detached(&nonce, aad, body.into(), &tag)
-        .map_err(|_| EspError::Authentication)
+fn gcm_error(e: GcmFailure) -> EspError {
+    match e {
+        GcmFailure::Malformed(what) => EspError::Malformed(what),
+        GcmFailure::Authentication => EspError::Authentication,
+    }
 }
 
 /// Where the 8-byte explicit IV of an AEAD packet lies (RFC 4106 §3.1).
@@ -410,22 +343,4 @@ fn hmac_tag(mac: &hmac::Key, authenticated: &[u8], seq: SeqForIcv) -> hmac::Tag 
         ctx.update(&((seq.full >> 32) as u32).to_be_bytes());
     }
     ctx.sign()
-}
-
-fn cbc_encrypt<C>(cipher: &C, iv: &[u8; 16], body: &mut [u8])
-where
-    C: BlockCipherEncrypt<BlockSize = aes::cipher::consts::U16> + Clone,
-{
-    let mut mode = cbc::Encryptor::<C>::inner_iv_init(cipher.clone(), iv.into());
-    let (blocks, _) = aes::cipher::Block::<C>::slice_as_chunks_mut(body);
-    mode.encrypt_blocks(blocks);
-}
-
-fn cbc_decrypt<C>(cipher: &C, iv: &[u8; 16], body: &mut [u8])
-where
-    C: aes::cipher::BlockCipherDecrypt<BlockSize = aes::cipher::consts::U16> + Clone,
-{
-    let mut mode = cbc::Decryptor::<C>::inner_iv_init(cipher.clone(), iv.into());
-    let (blocks, _) = aes::cipher::Block::<C>::slice_as_chunks_mut(body);
-    mode.decrypt_blocks(blocks);
 }

@@ -2,14 +2,12 @@
 //! Appendix B): AES-CBC with the phase 1 key, zero padding, the IV rules,
 //! and the plain hash used for IVs and NAT-D.
 
-use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
-use aes::{Aes128, Aes256};
-
+use crate::crypto::cipher::{AesCbc, AES_BLOCK};
 use crate::crypto::{Prf, SecretBytes};
 use crate::esp::EncryptionAlgorithm;
 
 /// AES block size: the IV and padding unit.
-pub(crate) const BLOCK: usize = 16;
+pub(crate) const BLOCK: usize = AES_BLOCK;
 
 /// The negotiated hash itself (not its HMAC) over the concatenated parts:
 /// the initial IV (RFC 2409 Appendix B) and NAT-D (RFC 3947 §3.2).
@@ -48,21 +46,24 @@ pub(crate) fn last_block(ciphertext: &[u8]) -> [u8; BLOCK] {
     iv
 }
 
-/// The ISAKMP SA cipher: AES-CBC-128 or -256 with its key.
+/// The ISAKMP SA cipher: AES-CBC-128 or -256 with its key schedule.
 pub(crate) struct Cipher {
-    key: SecretBytes,
-    aes256: bool,
+    cbc: AesCbc,
 }
 
 impl Cipher {
-    /// `None` for algorithms IKEv1 phase 1 does not use here (AEAD).
+    /// `None` for algorithms IKEv1 phase 1 does not use here (AEAD) or a key
+    /// of the wrong length.
     pub(crate) fn new(alg: EncryptionAlgorithm, key: SecretBytes) -> Option<Cipher> {
-        let aes256 = match alg {
-            EncryptionAlgorithm::Aes128Cbc => false,
-            EncryptionAlgorithm::Aes256Cbc => true,
+        let key_len = match alg {
+            EncryptionAlgorithm::Aes128Cbc => 16,
+            EncryptionAlgorithm::Aes256Cbc => 32,
             _ => return None,
         };
-        (key.len() == if aes256 { 32 } else { 16 }).then_some(Cipher { key, aes256 })
+        (key.len() == key_len)
+            .then(|| AesCbc::new(&key))
+            .flatten()
+            .map(|cbc| Cipher { cbc })
     }
 
     /// Encrypts `plain` padded with zeros to a whole number of blocks (the
@@ -74,14 +75,7 @@ impl Cipher {
         if buf.is_empty() {
             buf.resize(BLOCK, 0);
         }
-        let (blocks, _) = aes::cipher::Block::<Aes128>::slice_as_chunks_mut(&mut buf);
-        if self.aes256 {
-            if let Ok(c) = <Aes256 as KeyInit>::new_from_slice(&self.key) {
-                cbc::Encryptor::<Aes256>::inner_iv_init(c, iv.into()).encrypt_blocks(blocks);
-            }
-        } else if let Ok(c) = <Aes128 as KeyInit>::new_from_slice(&self.key) {
-            cbc::Encryptor::<Aes128>::inner_iv_init(c, iv.into()).encrypt_blocks(blocks);
-        }
+        self.cbc.encrypt(iv, &mut buf);
         buf
     }
 
@@ -91,14 +85,7 @@ impl Cipher {
             return None;
         }
         let mut buf = ciphertext.to_vec();
-        let (blocks, _) = aes::cipher::Block::<Aes128>::slice_as_chunks_mut(&mut buf);
-        if self.aes256 {
-            let c = <Aes256 as KeyInit>::new_from_slice(&self.key).ok()?;
-            cbc::Decryptor::<Aes256>::inner_iv_init(c, iv.into()).decrypt_blocks(blocks);
-        } else {
-            let c = <Aes128 as KeyInit>::new_from_slice(&self.key).ok()?;
-            cbc::Decryptor::<Aes128>::inner_iv_init(c, iv.into()).decrypt_blocks(blocks);
-        }
+        self.cbc.decrypt(iv, &mut buf);
         Some(buf)
     }
 }

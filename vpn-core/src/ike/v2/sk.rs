@@ -39,11 +39,6 @@
 //! assert_eq!(payloads, inner);
 //! ```
 
-use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyInit, KeyIvInit};
-use aes::{Aes128, Aes256};
-use aes_gcm::aead::consts::{U12, U8};
-use aes_gcm::aead::AeadInOut;
-use aes_gcm::AesGcm;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hmac;
 use subtle::ConstantTimeEq;
@@ -52,6 +47,7 @@ use super::wire::{
     decode_payloads, encode_payloads, Header, Payload, PayloadType, WireError, GENERIC_HEADER_LEN,
     HEADER_LEN,
 };
+use crate::crypto::cipher::{AesCbc, GcmFailure, ShortGcm, AES_BLOCK};
 use crate::crypto::kdf::{IkeKeyLengths, IkeSaKeys};
 use crate::entropy::Entropy;
 use crate::esp::{EncryptionAlgorithm, IntegrityAlgorithm};
@@ -183,25 +179,13 @@ enum Kind {
     ShortGcm { gcm: ShortGcm, salt: [u8; 4] },
     /// AES-CBC with truncated HMAC.
     CbcHmac {
-        cipher: CbcKey,
+        cipher: AesCbc,
         mac: hmac::Key,
         icv_len: usize,
     },
 }
 
-enum ShortGcm {
-    Aes128Icv12(AesGcm<Aes128, U12, U12>),
-    Aes256Icv12(AesGcm<Aes256, U12, U12>),
-    Aes128Icv8(AesGcm<Aes128, U12, U8>),
-    Aes256Icv8(AesGcm<Aes256, U12, U8>),
-}
-
-enum CbcKey {
-    Aes128(zeroize::Zeroizing<[u8; 16]>),
-    Aes256(zeroize::Zeroizing<[u8; 32]>),
-}
-
-const CBC_BLOCK: usize = 16;
+const CBC_BLOCK: usize = AES_BLOCK;
 
 impl SkCipher {
     /// Builds the protection for one direction from its SK_e (for AEAD the
@@ -236,14 +220,7 @@ impl SkCipher {
                         got: sk_a.len(),
                     });
                 }
-                let cipher = match encryption {
-                    E::Aes128Cbc => CbcKey::Aes128(zeroize::Zeroizing::new(
-                        key.try_into().map_err(|_| bad_e())?,
-                    )),
-                    _ => CbcKey::Aes256(zeroize::Zeroizing::new(
-                        key.try_into().map_err(|_| bad_e())?,
-                    )),
-                };
+                let cipher = AesCbc::new(key).ok_or_else(bad_e)?;
                 Kind::CbcHmac {
                     cipher,
                     mac: hmac::Key::new(integ.ring_algorithm(), sk_a),
@@ -273,18 +250,7 @@ impl SkCipher {
                 }
             }
             (E::Aes128Gcm12 | E::Aes256Gcm12 | E::Aes128Gcm8 | E::Aes256Gcm8, None) => {
-                let gcm = match encryption {
-                    E::Aes128Gcm12 => {
-                        ShortGcm::Aes128Icv12(KeyInit::new_from_slice(key).map_err(|_| bad_e())?)
-                    }
-                    E::Aes256Gcm12 => {
-                        ShortGcm::Aes256Icv12(KeyInit::new_from_slice(key).map_err(|_| bad_e())?)
-                    }
-                    E::Aes128Gcm8 => {
-                        ShortGcm::Aes128Icv8(KeyInit::new_from_slice(key).map_err(|_| bad_e())?)
-                    }
-                    _ => ShortGcm::Aes256Icv8(KeyInit::new_from_slice(key).map_err(|_| bad_e())?),
-                };
+                let gcm = ShortGcm::new(key, encryption.aead_icv_len()).ok_or_else(bad_e)?;
                 Kind::ShortGcm { gcm, salt }
             }
         };
@@ -463,12 +429,7 @@ impl SkCipher {
                 let icv = &mut icv[..self.icv_len()];
                 let (aad, body) = out.split_at_mut(aad_end);
                 let body = &mut body[self.iv_len()..];
-                match gcm {
-                    ShortGcm::Aes128Icv12(g) => gcm_seal(g, &n, aad, body, icv)?,
-                    ShortGcm::Aes256Icv12(g) => gcm_seal(g, &n, aad, body, icv)?,
-                    ShortGcm::Aes128Icv8(g) => gcm_seal(g, &n, aad, body, icv)?,
-                    ShortGcm::Aes256Icv8(g) => gcm_seal(g, &n, aad, body, icv)?,
-                }
+                gcm.seal(&n, aad, body, icv).map_err(gcm_error)?;
                 out.extend_from_slice(icv);
             }
             Kind::CbcHmac {
@@ -479,7 +440,7 @@ impl SkCipher {
                 let iv: &[u8; 16] = iv
                     .try_into()
                     .map_err(|_| SkError::Malformed("CBC IV must be 16 bytes"))?;
-                cbc_encrypt(cipher, iv, &mut out[body_start..icv_start]);
+                cipher.encrypt(iv, &mut out[body_start..icv_start]);
                 let tag = hmac::sign(mac, &out);
                 out.extend_from_slice(&tag.as_ref()[..*icv_len]);
             }
@@ -548,12 +509,7 @@ impl SkCipher {
             }
             Kind::ShortGcm { gcm, salt } => {
                 let n = nonce(salt, iv);
-                match gcm {
-                    ShortGcm::Aes128Icv12(g) => gcm_open(g, &n, aad, &mut plain, icv)?,
-                    ShortGcm::Aes256Icv12(g) => gcm_open(g, &n, aad, &mut plain, icv)?,
-                    ShortGcm::Aes128Icv8(g) => gcm_open(g, &n, aad, &mut plain, icv)?,
-                    ShortGcm::Aes256Icv8(g) => gcm_open(g, &n, aad, &mut plain, icv)?,
-                }
+                gcm.open(&n, aad, &mut plain, icv).map_err(gcm_error)?;
             }
             Kind::CbcHmac {
                 cipher,
@@ -570,7 +526,7 @@ impl SkCipher {
                 let iv: &[u8; 16] = iv
                     .try_into()
                     .map_err(|_| SkError::Malformed("CBC IV must be 16 bytes"))?;
-                cbc_decrypt(cipher, iv, &mut plain);
+                cipher.decrypt(iv, &mut plain);
             }
         }
         let pad_len = *plain.last().ok_or(SkError::InvalidPadding)? as usize;
@@ -635,63 +591,10 @@ fn nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
     n
 }
 
-fn gcm_seal<A: AeadInOut>(
-    gcm: &A,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    body: &mut [u8],
-    icv: &mut [u8],
-) -> Result<(), SkError> {
-    let nonce = aes_gcm::aead::Nonce::<A>::try_from(&nonce[..])
-        .map_err(|_| SkError::Malformed("nonce length"))?;
-    let tag = gcm
-        .encrypt_inout_detached(&nonce, aad, body.into())
-        .map_err(|_| SkError::Malformed("plaintext too long for the AEAD"))?;
-    icv.copy_from_slice(&tag);
-    Ok(())
-}
-
-fn gcm_open<A: AeadInOut>(
-    gcm: &A,
-    nonce: &[u8; 12],
-    aad: &[u8],
-    body: &mut [u8],
-    icv: &[u8],
-) -> Result<(), SkError> {
-    let nonce = aes_gcm::aead::Nonce::<A>::try_from(&nonce[..])
-        .map_err(|_| SkError::Malformed("nonce length"))?;
-    let tag = aes_gcm::aead::Tag::<A>::try_from(icv).map_err(|_| SkError::Authentication)?;
-    gcm.decrypt_inout_detached(&nonce, aad, body.into(), &tag)
-        .map_err(|_| SkError::Authentication)
-}
-
-fn cbc_encrypt(key: &CbcKey, iv: &[u8; 16], body: &mut [u8]) {
-    match key {
-        CbcKey::Aes128(k) => {
-            let mut m = cbc::Encryptor::<Aes128>::new((&**k).into(), iv.into());
-            let (blocks, _) = aes::cipher::Block::<Aes128>::slice_as_chunks_mut(body);
-            m.encrypt_blocks(blocks);
-        }
-        CbcKey::Aes256(k) => {
-            let mut m = cbc::Encryptor::<Aes256>::new((&**k).into(), iv.into());
-            let (blocks, _) = aes::cipher::Block::<Aes256>::slice_as_chunks_mut(body);
-            m.encrypt_blocks(blocks);
-        }
-    }
-}
-
-fn cbc_decrypt(key: &CbcKey, iv: &[u8; 16], body: &mut [u8]) {
-    match key {
-        CbcKey::Aes128(k) => {
-            let mut m = cbc::Decryptor::<Aes128>::new((&**k).into(), iv.into());
-            let (blocks, _) = aes::cipher::Block::<Aes128>::slice_as_chunks_mut(body);
-            m.decrypt_blocks(blocks);
-        }
-        CbcKey::Aes256(k) => {
-            let mut m = cbc::Decryptor::<Aes256>::new((&**k).into(), iv.into());
-            let (blocks, _) = aes::cipher::Block::<Aes256>::slice_as_chunks_mut(body);
-            m.decrypt_blocks(blocks);
-        }
+fn gcm_error(e: GcmFailure) -> SkError {
+    match e {
+        GcmFailure::Malformed(what) => SkError::Malformed(what),
+        GcmFailure::Authentication => SkError::Authentication,
     }
 }
 
