@@ -35,7 +35,8 @@
 //!   `status` (on request), `error` (`message`), `stopped` last;
 //! - stdin, JSON commands one per line: `{"cmd":"status"}`,
 //!   `{"cmd":"connect"}`, `{"cmd":"tunnel","tunnel":1,"up":false}`
-//!   (administratively down/up, 1-based);
+//!   (administratively down/up, 1-based), `{"cmd":"rekey","tunnel":1}`
+//!   (the child SA now; `"ike":true` for the IKE SA);
 //! - stderr: logs;
 //! - SIGTERM / SIGINT: every tunnel is closed (IKE DELETEs), the sockets are
 //!   served until all are down (at most 2 s), `stopped`, exit 0; a second
@@ -52,7 +53,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 use vpn_core::config::{ConnectionConfig, Prefix, Routing};
-use vpn_core::connection::{Connection, ConnectionEvent, SendError, SendOutcome};
+use vpn_core::connection::{Connection, ConnectionEvent, RekeyKind, SendError, SendOutcome};
 use vpn_core::entropy::OsEntropy;
 use vpn_core::sim::describe;
 use vpn_core::tunnel::{Received, TunnelError, TunnelEvent, TunnelState, NAT_T_PORT};
@@ -543,6 +544,14 @@ impl Gateway {
         })
     }
 
+    /// The command's 1-based `"tunnel"`, if it names one of ours.
+    fn tunnel_arg(&self, cmd: &Value) -> Option<usize> {
+        cmd.get("tunnel")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n >= 1 && n <= self.connection.tunnel_count())
+    }
+
     async fn command(&mut self, line: &str) {
         let line = line.trim();
         if line.is_empty() {
@@ -556,12 +565,10 @@ impl Gateway {
             Some("status") => emit("status", self.status()),
             Some("connect") => self.connect(),
             Some("tunnel") => {
-                let index = cmd
-                    .get("tunnel")
-                    .and_then(Value::as_u64)
-                    .and_then(|n| usize::try_from(n).ok())
-                    .filter(|&n| n >= 1 && n <= self.connection.tunnel_count());
-                let (Some(n), Some(up)) = (index, cmd.get("up").and_then(Value::as_bool)) else {
+                let (Some(n), Some(up)) = (
+                    self.tunnel_arg(&cmd),
+                    cmd.get("up").and_then(Value::as_bool),
+                ) else {
                     return error("tunnel: needs \"tunnel\" (1-based) and \"up\" (bool)");
                 };
                 let now = self.clock.now();
@@ -571,6 +578,20 @@ impl Gateway {
                 {
                     error(format!("tunnel {n}: {e}"));
                 }
+            }
+            Some("rekey") => {
+                let Some(n) = self.tunnel_arg(&cmd) else {
+                    return error(
+                        "rekey: needs \"tunnel\" (1-based) and optionally \"ike\" (bool)",
+                    );
+                };
+                let kind = if cmd.get("ike").and_then(Value::as_bool).unwrap_or(false) {
+                    RekeyKind::Ike
+                } else {
+                    RekeyKind::Child
+                };
+                let now = self.clock.now();
+                self.connection.rekey_tunnel(now, n - 1, kind);
             }
             Some(other) => error(format!("unknown command {other:?}")),
             None => error("command without a \"cmd\" string"),

@@ -113,6 +113,31 @@ def test_aws_xml_roundtrip_two_tunnels_and_failover(net: Netns, binary: Path, re
                f"3/3; tunnel 1 packets out {t1['packets_out']} in {t1['packets_in']}, "
                f"tunnel 2 out {status['tunnels'][1]['packets_out']}")
 
+    # Operator rekeys (Connection::rekey_tunnel) on tunnel 1: strongSwan follows
+    # with new SAs, and traffic carries on.
+    def tunnel1_spis() -> tuple[set[str], set[str]]:
+        sas = {k: v for k, v in sw.list_sas().items() if k.endswith("tunnel1")}
+        ike = {f"{v.get('initiator-spi')}/{v.get('responder-spi')}" for v in sas.values()}
+        child = {c.get("spi-in") for v in sas.values() for c in (v.get("child-sas") or {}).values()}
+        return ike, child
+
+    ike_before, child_before = tunnel1_spis()
+    since = len(gw.events)
+    gw.command({"cmd": "rekey", "tunnel": 1})
+    rekeyed = gw.tunnel_event(1, "child_sa_rekeyed", 10, since)
+    gw.command({"cmd": "rekey", "tunnel": 1, "ike": True})
+    gw.tunnel_event(1, "ike_sa_rekeyed", 15, since)
+    def replaced() -> tuple[set[str], set[str]] | None:
+        ike, child = tunnel1_spis()
+        return (ike, child) if child and not child & child_before and ike - ike_before else None
+
+    _, child_after = wait_until(replaced, 10, what="strongSwan's tunnel 1 SAs replaced")
+    sent, got = ping(net, cgw_ns, VGW_IN, count=3, src=CGW_IN)
+    assert (sent, got) == (3, 3), (sent, got)
+    report.row(f"IKEv{ike_version}: operator rekeys of tunnel 1 (child, then IKE) -> strongSwan follows", "PASS",
+               f"{rekeyed['text'][:70]}; strongSwan child SPI in {sorted(child_before)} -> {sorted(child_after)}, "
+               f"IKE SA replaced; ping 3/3 after")
+
     # Cut tunnel 1's path: drop everything to and from VGW 1's address in our namespace.
     since = len(gw.events)
     rules = net.workdir / "cut-tunnel1.nft"
