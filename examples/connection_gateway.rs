@@ -36,7 +36,10 @@
 //! - stdin, JSON commands one per line: `{"cmd":"status"}`,
 //!   `{"cmd":"connect"}`, `{"cmd":"tunnel","tunnel":1,"up":false}`
 //!   (administratively down/up, 1-based), `{"cmd":"rekey","tunnel":1}`
-//!   (the child SA now; `"ike":true` for the IKE SA);
+//!   (the child SA now; `"ike":true` for the IKE SA),
+//!   `{"cmd":"replace","connection":"new.json"}` (a new configuration with
+//!   the same overrides, applied by `Connection::replace_config`; answered by
+//!   `replaced` with the 1-based tunnels restarted);
 //! - stderr: logs;
 //! - SIGTERM / SIGINT: every tunnel is closed (IKE DELETEs), the sockets are
 //!   served until all are down (at most 2 s), `stopped`, exit 0; a second
@@ -113,8 +116,14 @@ fn load(path: &Path) -> Result<(ProgramConfig, ConnectionConfig), String> {
         .parent()
         .unwrap_or(Path::new("."))
         .join(&program.connection);
-    let text =
-        std::fs::read_to_string(&conn_path).map_err(|e| format!("{}: {e}", conn_path.display()))?;
+    let config = connection_config(&program, &conn_path)?;
+    Ok((program, config))
+}
+
+/// The connection configuration at `path` (TOML, JSON or AWS XML) with the
+/// program's overrides applied, validated.
+fn connection_config(program: &ProgramConfig, path: &Path) -> Result<ConnectionConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let trimmed = text.trim_start();
     let parsed = if trimmed.starts_with('<') {
         ConnectionConfig::from_aws_xml(&text)
@@ -123,7 +132,7 @@ fn load(path: &Path) -> Result<(ProgramConfig, ConnectionConfig), String> {
     } else {
         ConnectionConfig::from_toml(&text)
     };
-    let mut config = parsed.map_err(|e| format!("{}: {e}", conn_path.display()))?;
+    let mut config = parsed.map_err(|e| format!("{}: {e}", path.display()))?;
     for t in &mut config.tunnels {
         if let Some(v) = program.ike_version {
             t.ike_version = v;
@@ -142,9 +151,9 @@ fn load(path: &Path) -> Result<(ProgramConfig, ConnectionConfig), String> {
     }
     config.validate().map_err(|errors| {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        format!("{}: {}", conn_path.display(), all.join("; "))
+        format!("{}: {}", path.display(), all.join("; "))
     })?;
-    Ok((program, config))
+    Ok(config)
 }
 
 fn tun_address(tun: &TunConfig) -> Result<(Ipv4Addr, u8), String> {
@@ -228,6 +237,8 @@ fn main() -> ExitCode {
 }
 
 struct Gateway {
+    /// The overrides applied to every configuration loaded.
+    program: ProgramConfig,
     clock: Clock,
     connection: Connection,
     entropy: OsEntropy,
@@ -261,7 +272,13 @@ async fn run(program: ProgramConfig, config: ConnectionConfig) -> Result<(), Str
     let mtu = program.tun.mtu.unwrap_or(config.mtu);
     let tun = open_tun(&program.tun, mtu)?;
     let sockets = IkeSockets::bind("connection_gateway", local_ip).await?;
+    let (tun_name, tun_address, start) = (
+        program.tun.name.clone(),
+        program.tun.address.to_string(),
+        program.start,
+    );
     let mut gw = Gateway {
+        program,
         clock,
         connection,
         entropy,
@@ -286,7 +303,7 @@ async fn run(program: ProgramConfig, config: ConnectionConfig) -> Result<(), Str
             "local": local_ip.to_string(),
             "remotes": remotes,
             "ports": [IKE_PORT, NAT_T_PORT],
-            "tun": program.tun.name,
+            "tun": tun_name,
             "mtu": mtu,
             "routing": if config.routing.is_bgp() { "bgp" } else { "static" },
         }),
@@ -295,10 +312,10 @@ async fn run(program: ProgramConfig, config: ConnectionConfig) -> Result<(), Str
         "connection_gateway {}: {local_ip} <-> {}, TUN {} ({}, MTU {mtu})",
         config.name,
         remotes.join(" / "),
-        program.tun.name,
-        program.tun.address
+        tun_name,
+        tun_address
     );
-    if program.start {
+    if start {
         gw.connect();
         gw.drain().await;
     }
@@ -544,6 +561,32 @@ impl Gateway {
         })
     }
 
+    /// Applies a new configuration and reports what changed.
+    fn replace(&mut self, config: &ConnectionConfig) {
+        let now = self.clock.now();
+        match self
+            .connection
+            .replace_config(now, config, &mut self.entropy)
+        {
+            Ok(change) => {
+                let numbers = |tunnels: &mut dyn Iterator<Item = usize>| -> Vec<usize> {
+                    tunnels.map(|t| t + 1).collect()
+                };
+                emit(
+                    "replaced",
+                    json!({
+                        "tunnels_restarted": numbers(&mut change.tunnels_restarted.iter().copied()),
+                        "failed_to_start": numbers(&mut change.failed_to_start.iter().map(|(t, _)| *t)),
+                        "routes_changed": change.routes_changed,
+                        "policy_changed": change.policy_changed,
+                        "advertised_changed": change.advertised_changed,
+                    }),
+                );
+            }
+            Err(e) => error(format!("replace: {e}")),
+        }
+    }
+
     /// The command's 1-based `"tunnel"`, if it names one of ours.
     fn tunnel_arg(&self, cmd: &Value) -> Option<usize> {
         cmd.get("tunnel")
@@ -592,6 +635,15 @@ impl Gateway {
                 };
                 let now = self.clock.now();
                 self.connection.rekey_tunnel(now, n - 1, kind);
+            }
+            Some("replace") => {
+                let Some(path) = cmd.get("connection").and_then(Value::as_str) else {
+                    return error("replace: needs \"connection\" (a configuration file)");
+                };
+                match connection_config(&self.program, Path::new(path)) {
+                    Ok(config) => self.replace(&config),
+                    Err(message) => error(format!("replace: {message}")),
+                }
             }
             Some(other) => error(format!("unknown command {other:?}")),
             None => error("command without a \"cmd\" string"),

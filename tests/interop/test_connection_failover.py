@@ -55,12 +55,16 @@ def binary() -> Path:
     return build_example("connection_gateway")
 
 
-def edited_configs(ike_version: int) -> tuple[Any, Any]:
+def edited_configs(ike_version: int, tunnel2_psk: str | None = None) -> tuple[Any, Any]:
     """(ours, strongSwan's): the same edited fixture, with failback after
-    HYSTERESIS and DPD action ``restart`` for ours, ``clear`` for AWS's side."""
+    HYSTERESIS and DPD action ``restart`` for ours, ``clear`` for AWS's side
+    (and tunnel 2's pre-shared key replaced, if given)."""
     failover = {"mode": "active_standby", "preferred_tunnel": 0, "failback_hysteresis_secs": HYSTERESIS}
     ours, aws_side = fixture_dict(ike_version, "restart"), fixture_dict(ike_version, "clear")
-    ours["failover"] = aws_side["failover"] = failover
+    for d in (ours, aws_side):
+        d["failover"] = failover
+        if tunnel2_psk is not None:
+            d["tunnels"][1]["psk"] = tunnel2_psk
     return config_from(ours), config_from(aws_side)
 
 
@@ -166,9 +170,8 @@ def test_failover_and_failback_under_continuous_ping(net: Netns, binary: Path, r
     hysteresis = back["_t"] - up["_t"]
     wait_until(lambda: pinger.replies_after(time.time() - 1) >= 3, 10, what="ping replies after failback")
     time.sleep(1)
-    pinger.stop()
-    wall_end = time.time()
-    gap_back, lost_back = pinger.longest_gap(wall_restore, wall_end)
+    wall_back_done = time.time()
+    gap_back, lost_back = pinger.longest_gap(wall_restore, wall_back_done)
     status = gw.status()
     assert status["active_tunnel"] == 1 and all(t["state"] == "up" for t in status["tunnels"]), status
     assert HYSTERESIS - 0.5 <= hysteresis <= HYSTERESIS + 2, hysteresis
@@ -177,5 +180,35 @@ def test_failover_and_failback_under_continuous_ping(net: Netns, binary: Path, r
                f"tunnel 1 up {up['_t'] - t_restore:.1f}s after restore, failback {hysteresis:.1f}s later "
                f"(hysteresis {HYSTERESIS}s); ping lost {lost_back} at failback (longest gap {gap_back:.2f}s)")
 
+    # New options for tunnel 2 at both ends, as AWS's ModifyVpnTunnelOptions
+    # gives them (here a new pre-shared key): our connection restarts tunnel 2
+    # alone (Connection::replace_config) while tunnel 1 keeps the ping.
+    new_ours, new_aws = edited_configs(ike_version, tunnel2_psk="Replaced_key.tunnel2")
+    spis_before = {v.get("initiator-spi") for v in endpoints[2].list_sas().values()}
+    endpoints[2].swanctl_path.write_text(new_aws.to_swanctl())
+    endpoints[2].load()
+    (net.workdir / "cgw-replaced.json").write_text(new_ours.to_json())
+    since = len(gw.events)
+    t_replace, wall_replace = time.monotonic(), time.time()
+    gw.command({"cmd": "replace", "connection": str(net.workdir / "cgw-replaced.json")})
+    replaced = gw.wait_for_event("replaced", 5, since)
+    assert replaced["tunnels_restarted"] == [2] and not replaced["failed_to_start"], replaced
+    gw.tunnel_event(2, "down", 5, since)
+    up2 = gw.tunnel_event(2, "state_changed", 30, since, state="up")
+    def new_sa_established() -> set[str] | None:
+        spis = {v.get("initiator-spi") for v in endpoints[2].list_sas().values() if v.get("state") == "ESTABLISHED"}
+        return spis if spis and not spis & spis_before else None
+
+    wait_until(new_sa_established, 10, what="a new IKE SA in strongSwan vgw2, authenticated with the new key")
+    time.sleep(1)
+    pinger.stop()
+    gap_replace, lost_replace = pinger.longest_gap(wall_replace, time.time())
+    status = gw.status()
+    assert status["active_tunnel"] == 1 and all(t["state"] == "up" for t in status["tunnels"]), status
+    assert lost_replace == 0 and gap_replace <= 1.5, (gap_replace, lost_replace)
+    report.row(f"IKEv{ike_version}: replace config (tunnel 2's key) -> only tunnel 2 restarts", "PASS",
+               f"tunnel 2 up again {(up2['_t'] - t_replace) * 1000:.0f} ms after the command, new IKE SA in "
+               f"strongSwan with the new key; "
+               f"ping on tunnel 1 lost {lost_replace} (longest gap {gap_replace:.2f}s)")
     rc = gw.stop()
     assert rc == 0, rc
