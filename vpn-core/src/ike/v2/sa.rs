@@ -469,6 +469,14 @@ impl Ikev2Session {
     }
 
     /// The SPIs (initiator's, responder's) of the current IKE SA.
+    #[cfg(test)]
+    pub(crate) fn child_records(&self) -> Vec<(u32, u32, bool, bool)> {
+        self.children
+            .iter()
+            .map(|c| (c.inbound_spi, c.outbound_spi, c.rekeyed, c.rekeying))
+            .collect()
+    }
+
     pub fn ike_spis(&self) -> Option<(u64, u64)> {
         self.ike.as_ref().map(|sa| (sa.spi_i, sa.spi_r))
     }
