@@ -526,36 +526,22 @@ fn config(text: &str) -> *mut vpn_config {
 fn rekey_commands_renew_the_named_sa() {
     let mut now = SEC;
     let (a, b) = two_sites_up(&mut now);
-    // SAFETY: live handles.
-    unsafe {
-        assert_eq!(
-            vpn_connection_rekey_tunnel(a.0, 1, VPN_REKEY_CHILD, now),
-            VPN_OK
+    for (tunnel, kind, rekeyed) in [
+        (1, VPN_REKEY_CHILD, "tunnel 2 child SA rekeyed"),
+        (0, VPN_REKEY_IKE, "tunnel 1 IKE SA rekeyed"),
+    ] {
+        // SAFETY: live handles.
+        let r = unsafe { vpn_connection_rekey_tunnel(a.0, tunnel, kind, now) };
+        assert_eq!(r, VPN_OK);
+        let until = now + 2 * SEC;
+        let evs = run(&a, &b, &mut now, until);
+        assert!(
+            evs.iter().any(|(e, text)| e.kind == VPN_EVENT_TUNNEL_OTHER
+                && e.tunnel == tunnel as i32
+                && text.starts_with(rekeyed)),
+            "{evs:?}"
         );
     }
-    let until = now + 2 * SEC;
-    let evs = run(&a, &b, &mut now, until);
-    assert!(
-        evs.iter().any(|(e, text)| e.kind == VPN_EVENT_TUNNEL_OTHER
-            && e.tunnel == 1
-            && text.starts_with("tunnel 2 child SA rekeyed")),
-        "{evs:?}"
-    );
-    // SAFETY: live handles.
-    unsafe {
-        assert_eq!(
-            vpn_connection_rekey_tunnel(a.0, 0, VPN_REKEY_IKE, now),
-            VPN_OK
-        );
-    }
-    let until = now + 2 * SEC;
-    let evs = run(&a, &b, &mut now, until);
-    assert!(
-        evs.iter().any(|(e, text)| e.kind == VPN_EVENT_TUNNEL_OTHER
-            && e.tunnel == 0
-            && text.starts_with("tunnel 1 IKE SA rekeyed")),
-        "{evs:?}"
-    );
     // SAFETY: live handle; NULL handle.
     unsafe {
         assert_eq!(
