@@ -1082,6 +1082,14 @@ class JsonLineProcess:
                     raise HarnessError(f"{self.label}: no matching event within {timeout}s; last events: {self.events[-5:]}")
                 self._cond.wait(left)
 
+    def tunnel_event(self, tunnel: int, kind: str, timeout: float, since: int = 0, **fields: Any) -> dict[str, Any]:
+        """First ``event`` line (index >= ``since``) of tunnel ``tunnel``
+        (1-based) with this ``kind`` and these field values, as the
+        connection programs write them."""
+        return self.wait_for_event(
+            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
+            and all(e.get(k) == v for k, v in fields.items()), timeout, since)
+
     def command(self, cmd: Mapping[str, Any]) -> None:
         """Write one JSON command line to the program's stdin."""
         assert self.process and self.process.popen.stdin
@@ -1254,11 +1262,6 @@ class ConnectionGateway(_OurProgram):
     def active(self) -> int | None:
         changes = [e for e in self.events if e.get("event") == "active_tunnel"]
         return changes[-1]["to"] if changes else None
-
-    def tunnel_event(self, tunnel: int, kind: str, timeout: float, since: int = 0, **fields: Any) -> dict[str, Any]:
-        return self.wait_for_event(
-            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
-            and all(e.get(k) == v for k, v in fields.items()), timeout, since)
 
 
 def import_vpn_module() -> Any:

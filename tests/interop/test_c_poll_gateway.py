@@ -66,11 +66,6 @@ class CPollGateway(_OurProgram):
         self.send_line(word)
         return self.wait_for_event(word, timeout, since)
 
-    def tunnel_event(self, tunnel: int, kind: str, timeout: float, **fields: Any) -> dict[str, Any]:
-        return self.wait_for_event(
-            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
-            and all(e.get(k) == v for k, v in fields.items()), timeout)
-
 
 def _run(cmd: list[str], what: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CARGO_TARGET_DIR"}

@@ -65,11 +65,6 @@ class AsyncioTunnel(JsonLineProcess):
         self.command({"cmd": "status"})
         return self.wait_for_event("status", timeout, since)
 
-    def tunnel_event(self, tunnel: int, kind: str, timeout: float, **fields: Any) -> dict[str, Any]:
-        return self.wait_for_event(
-            lambda e: e.get("event") == "event" and e.get("tunnel") == tunnel and e.get("kind") == kind
-            and all(e.get(k) == v for k, v in fields.items()), timeout)
-
 
 def setup(net: Netns, label: str) -> tuple[str, str, StrongSwan, Path, Config]:
     """Namespaces, strongSwan with the exported swanctl.conf, and our config file."""
